@@ -173,7 +173,11 @@ def kafka_lib() -> Path:
 
 
 def build() -> None:
-    env = {"KUBE_VERSION": KUBE_VERSION, "ETCD_VERSION": ETCD_VERSION, "JOBRUNNER_CACHE": str(CACHE)}
+    env = {
+        "KUBE_VERSION": KUBE_VERSION,
+        "ETCD_VERSION": ETCD_VERSION,
+        "JOBRUNNER_CACHE": str(CACHE),
+    }
     env["KWOK_VERSION"] = KWOK_VERSION
     for target in ("etcd", "kwok", "kube"):
         started = time.monotonic()
@@ -187,9 +191,17 @@ def build() -> None:
         staging = kafka_lib().with_name("lib.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         run(
-            ["mvn", "-q", "-B", "-f", str(HERE / "kafka" / "pom.xml"),
-             "dependency:copy-dependencies", "-DincludeScope=runtime",
-             f"-DoutputDirectory={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(HERE / "kafka" / "pom.xml"),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+                f"-Dkafka.version={KAFKA_VERSION}",
+            ],
             step="build kafka",
         )
         shutil.rmtree(kafka_lib(), ignore_errors=True)
@@ -211,17 +223,55 @@ def make_pki() -> str:
     def openssl(*args: str) -> None:
         run(["openssl", *args], step="pki", cwd=PKI)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "3650", "-subj", "/CN=jobrunner-test-ca")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=jobrunner-test-ca",
+    )
     (PKI / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth\n"
     )
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
-            "apiserver.csr", "-subj", "/CN=kube-apiserver")
-    openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "server.ext")
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "apiserver.crt",
+        "-days",
+        "3650",
+        "-extfile",
+        "server.ext",
+    )
     openssl("genrsa", "-out", "sa.key", "2048")
     openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
     token = uuid.uuid4().hex
@@ -235,11 +285,19 @@ def write_kubeconfig(token: str) -> Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "jobrunner-test", "cluster": {
-            "server": f"https://127.0.0.1:{APISERVER_PORT}", "certificate-authority-data": ca}}],
+        "clusters": [
+            {
+                "name": "jobrunner-test",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{APISERVER_PORT}",
+                    "certificate-authority-data": ca,
+                },
+            }
+        ],
         "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "jobrunner-test",
-                      "context": {"cluster": "jobrunner-test", "user": "admin"}}],
+        "contexts": [
+            {"name": "jobrunner-test", "context": {"cluster": "jobrunner-test", "user": "admin"}}
+        ],
         "current-context": "jobrunner-test",
     }
     path = STATE / "kubeconfig"
@@ -265,12 +323,21 @@ class Context:
         argv = [str(kube_bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
         result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
         if result.returncode != 0:
-            raise StepFailed(f"{step}: kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+            raise StepFailed(
+                f"{step}: kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}"
+            )
         return result.stdout
 
 
-def start_component(name: str, argv: list[str], ready: Callable[[], bool], *, timeout: float,
-                    cwd: Path | None = None, env: dict | None = None) -> None:
+def start_component(
+    name: str,
+    argv: list[str],
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict | None = None,
+) -> None:
     if pid_of(name) is not None and ready():
         progress(f"{name}: already running")
         return
@@ -287,11 +354,15 @@ def start_etcd(ctx: Context) -> None:
     data.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{ETCD_PORT}"
     argv = [
-        str(etcd_bin()), f"--data-dir={data}", f"--listen-client-urls={url}",
-        f"--advertise-client-urls={url}", f"--listen-peer-urls=http://127.0.0.1:{ETCD_PORT + 1}",
+        str(etcd_bin()),
+        f"--data-dir={data}",
+        f"--listen-client-urls={url}",
+        f"--advertise-client-urls={url}",
+        f"--listen-peer-urls=http://127.0.0.1:{ETCD_PORT + 1}",
         f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PORT + 1}",
         f"--initial-cluster=default=http://127.0.0.1:{ETCD_PORT + 1}",
-        "--unsafe-no-fsync=true", "--log-level=warn",
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
     ]
     start_component("etcd", argv, lambda: http_ok(f"{url}/health"), timeout=30)
 
@@ -300,16 +371,19 @@ def start_apiserver(ctx: Context) -> None:
     argv = [
         str(kube_bin("kube-apiserver")),
         f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
         f"--secure-port={APISERVER_PORT}",
-        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
+        f"--tls-cert-file={PKI / 'apiserver.crt'}",
+        f"--tls-private-key-file={PKI / 'apiserver.key'}",
         f"--client-ca-file={PKI / 'ca.crt'}",
         f"--token-auth-file={PKI / 'tokens.csv'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={PKI / 'sa.pub'}",
         f"--service-account-signing-key-file={PKI / 'sa.key'}",
         "--service-cluster-ip-range=10.0.0.0/24",
-        "--authorization-mode=RBAC", "--allow-privileged=true",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
         "--endpoint-reconciler-type=none",
         "--kubelet-preferred-address-types=InternalIP",
     ]
@@ -319,26 +393,32 @@ def start_apiserver(ctx: Context) -> None:
 def start_controller_manager(ctx: Context) -> None:
     argv = [
         str(kube_bin("kube-controller-manager")),
-        f"--kubeconfig={ctx.kubeconfig}", "--leader-elect=false",
-        "--bind-address=127.0.0.1", "--secure-port=10257",
+        f"--kubeconfig={ctx.kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10257",
         "--controllers=*",
         f"--service-account-private-key-file={PKI / 'sa.key'}",
         f"--root-ca-file={PKI / 'ca.crt'}",
         "--use-service-account-credentials=false",
-        "--kube-api-qps=500", "--kube-api-burst=1000",
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
     ]
-    ready = lambda: http_ok("https://127.0.0.1:10257/healthz", context=insecure_context())  # noqa: E731
+    ready = lambda: http_ok("https://127.0.0.1:10257/healthz", context=insecure_context())
     start_component("kube-controller-manager", argv, ready, timeout=60)
 
 
 def start_scheduler(ctx: Context) -> None:
     argv = [
         str(kube_bin("kube-scheduler")),
-        f"--kubeconfig={ctx.kubeconfig}", "--leader-elect=false",
-        "--bind-address=127.0.0.1", "--secure-port=10259",
-        "--kube-api-qps=500", "--kube-api-burst=1000",
+        f"--kubeconfig={ctx.kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10259",
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
     ]
-    ready = lambda: http_ok("https://127.0.0.1:10259/healthz", context=insecure_context())  # noqa: E731
+    ready = lambda: http_ok("https://127.0.0.1:10259/healthz", context=insecure_context())
     start_component("kube-scheduler", argv, ready, timeout=60)
 
 
@@ -361,33 +441,52 @@ def kwok_config() -> Path:
 
 def start_kwok(ctx: Context) -> None:
     argv = [
-        str(kwok_dir() / "kwok"), f"--kubeconfig={ctx.kubeconfig}",
+        str(kwok_dir() / "kwok"),
+        f"--kubeconfig={ctx.kubeconfig}",
         f"--config={kwok_config()}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        "--node-ip=127.0.0.1", "--node-port=10247",
+        "--node-ip=127.0.0.1",
+        "--node-port=10247",
         "--server-address=127.0.0.1:10247",
     ]
-    start_component("kwok", argv, lambda: http_ok("http://127.0.0.1:10247/healthz") or
-                    http_ok("https://127.0.0.1:10247/healthz", context=insecure_context()),
-                    timeout=60)
+    start_component(
+        "kwok",
+        argv,
+        lambda: (
+            http_ok("http://127.0.0.1:10247/healthz")
+            or http_ok("https://127.0.0.1:10247/healthz", context=insecure_context())
+        ),
+        timeout=60,
+    )
     node = {
-        "apiVersion": "v1", "kind": "Node",
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {
             "name": KWOK_NODE,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {"kubernetes.io/hostname": KWOK_NODE, "type": "kwok"},
         },
-        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                   "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"}},
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+        },
     }
     ctx.kubectl("apply", "-f", "-", step="kwok node", stdin=json.dumps(node))
 
     def node_ready() -> bool:
         out = subprocess.run(
-            [str(kube_bin("kubectl")), f"--kubeconfig={ctx.kubeconfig}", "get", "node", KWOK_NODE,
-             "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"],
-            capture_output=True, text=True,
+            [
+                str(kube_bin("kubectl")),
+                f"--kubeconfig={ctx.kubeconfig}",
+                "get",
+                "node",
+                KWOK_NODE,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ],
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip() == "True"
 
@@ -412,22 +511,41 @@ def start_kafka(ctx: Context) -> None:
     data.mkdir(parents=True, exist_ok=True)
     properties = data / "server.properties"
     template = (HERE / "kafka" / "server.properties").read_text()
-    properties.write_text(template.format(
-        log_dirs=data / "log", port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT))
+    properties.write_text(
+        template.format(
+            log_dirs=data / "log", port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT
+        )
+    )
     java = [
-        "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={LOGS}",
-        "-cp", f"{kafka_lib()}/*",
+        "-cp",
+        f"{kafka_lib()}/*",
     ]
     cluster_file = data / "cluster.id"
     if not cluster_file.exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         cluster_file.write_text(cluster_id)
     progress("kafka: formatting storage")
-    run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_file.read_text(),
-         "-c", str(properties), "--ignore-formatted"], step="kafka format")
+    run(
+        [
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_file.read_text(),
+            "-c",
+            str(properties),
+            "--ignore-formatted",
+        ],
+        step="kafka format",
+    )
     started = time.monotonic()
     progress("kafka: starting")
     spawn("kafka", [*java, "kafka.Kafka", str(properties)])
@@ -485,7 +603,7 @@ def status() -> int:
     code = 0
     for name, _ in STEPS:
         pid = pid_of(name)
-        print(f"{name:26} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:26} {f'running (pid {pid})' if pid else 'stopped'}")
         code |= pid is None
     return code
 

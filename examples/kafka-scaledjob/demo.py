@@ -1,0 +1,111 @@
+"""Drive the Kafka ScaledJob example against the test environment and print what happens.
+
+Creates a 5-partition topic, produces 100 messages, and plays the part of the Jobs'
+consumer: pods on the test cluster's KWOK node run no process, so when a Job's pod starts,
+this script consumes and commits `lagThreshold` messages for it, as the real consumer would.
+It prints the lag and the Job counts every poll and returns once the lag is zero and every
+Job has finished. The runner itself is started by `demo` beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kubernetes import client, config
+
+TOPIC = "orders"
+GROUP = "orders-consumers"
+PARTITIONS = 5
+MESSAGES = 100
+BATCH = 10
+
+
+def create_topic(bootstrap: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="demo")
+    try:
+        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def produce(bootstrap: str) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for number in range(MESSAGES):
+        producer.send(TOPIC, value=f"order {number}".encode(), partition=number % PARTITIONS)
+    producer.flush()
+    producer.close()
+    print(f"produced {MESSAGES} messages on {PARTITIONS} partitions of topic {TOPIC}")
+
+
+def lag(consumer: KafkaConsumer) -> int:
+    partitions = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    ends = consumer.end_offsets(partitions)
+    return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in partitions)
+
+
+def consume_batch(consumer: KafkaConsumer) -> int:
+    """Consume and commit up to BATCH messages, as one Job's consumer would."""
+    taken = 0
+    deadline = time.monotonic() + 5
+    while taken < BATCH and time.monotonic() < deadline:
+        records = consumer.poll(timeout_ms=500, max_records=BATCH - taken)
+        taken += sum(len(batch) for batch in records.values())
+    consumer.commit()
+    return taken
+
+
+def watch(bootstrap: str, namespace: str, timeout: float) -> int:
+    config.load_kube_config()
+    core, batch = client.CoreV1Api(), client.BatchV1Api()
+    consumer = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=GROUP,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    served: set[str] = set()
+    most_unfinished = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pod in core.list_namespaced_pod(namespace).items:
+            job = (pod.metadata.labels or {}).get("job-name")
+            if job and pod.status.phase in ("Running", "Succeeded") and job not in served:
+                served.add(job)
+                consume_batch(consumer)
+        jobs = batch.list_namespaced_job(namespace).items
+        unfinished = sum(1 for j in jobs if not (j.status.succeeded or j.status.failed))
+        most_unfinished = max(most_unfinished, unfinished)
+        remaining = lag(consumer)
+        print(f"lag {remaining:3d}   Jobs created {len(jobs):2d}   unfinished {unfinished}")
+        if remaining == 0 and jobs and unfinished == 0:
+            print(f"topic drained by {len(jobs)} Jobs; at most {most_unfinished} were "
+                  "unfinished at once")
+            consumer.close()
+            return 0
+        time.sleep(2)
+    consumer.close()
+    print(f"the topic was not drained within {timeout:.0f}s", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["topic", "produce", "watch"])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--namespace", default="jobrunner-demo")
+    parser.add_argument("--timeout", type=float, default=180)
+    args = parser.parse_args()
+    if args.step == "topic":
+        create_topic(args.bootstrap)
+    elif args.step == "produce":
+        produce(args.bootstrap)
+    else:
+        return watch(args.bootstrap, args.namespace, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The `jobrunner` command line: run, db, history.
+
+Every failure prints one `error: ...` line and exits 1; `--debug` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from jobrunner import __version__
+from jobrunner.config import DEFAULT_DATABASE_URL, RunnerSettings
+from jobrunner.errors import JobRunnerError
+from jobrunner.logconfig import configure_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+database_url_option = click.option(
+    "--database-url",
+    envvar="JOBRUNNER_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="SQLAlchemy URL of the ledger (sqlite:///path or postgresql+psycopg://...); "
+    "also read from JOBRUNNER_DATABASE_URL.",
+)
+
+
+def reports_errors(command: F) -> F:
+    """Turn a JobRunnerError into one `error:` line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except JobRunnerError as error:
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jobrunner")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    envvar="JOBRUNNER_LOG_LEVEL",
+    help="Lowest level of log lines to print.",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    envvar="JOBRUNNER_LOG_FORMAT",
+    help="Log lines as plain text or as one JSON object each.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def main(log_level: str, log_format: str, debug: bool) -> None:
+    """Event-driven Kubernetes Job runner with a SQL ledger of every Job."""
+    configure_logging(level=log_level, log_format=log_format)
+
+
+@main.command()
+@database_url_option
+@click.option(
+    "--namespace",
+    envvar="JOBRUNNER_NAMESPACE",
+    default=None,
+    help="Watch ScaledJobs in this namespace only (default: all namespaces).",
+)
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster).",
+)
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads that run polls; bounds how many polls run at once.",
+)
+@reports_errors
+def run(database_url: str, namespace: str | None, kubeconfig: str | None, workers: int) -> None:
+    """Watch ScaledJobs and create Jobs from their triggers until interrupted."""
+    from jobrunner.controller.runner import Runner
+    from jobrunner.kube.client import load_api_client
+    from jobrunner.ledger.store import LedgerStore
+
+    settings = RunnerSettings(
+        database_url=database_url, namespace=namespace, kubeconfig=kubeconfig, workers=workers
+    )
+    ledger = LedgerStore.open(settings.database_url)
+    runner = Runner(settings, api=load_api_client(settings.kubeconfig), ledger=ledger)
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logging.getLogger(__name__).info("received %s, stopping", signal.Signals(signum).name)
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    runner.start()
+    try:
+        runner.wait()
+    finally:
+        runner.stop()
+        ledger.close()
+
+
+@main.group()
+def db() -> None:
+    """Manage the ledger database schema."""
+
+
+@db.command()
+@database_url_option
+@reports_errors
+def upgrade(database_url: str) -> None:
+    """Create the ledger's tables, or migrate them to this version's schema."""
+    from jobrunner.ledger.schema import head_revision
+    from jobrunner.ledger.schema import upgrade as upgrade_schema
+    from jobrunner.ledger.urls import redact_url
+
+    upgrade_schema(database_url)
+    click.echo(f"ledger at {redact_url(database_url)} is at schema revision {head_revision()}")
+
+
+@db.command()
+@database_url_option
+@reports_errors
+def current(database_url: str) -> None:
+    """Print the ledger's schema revision and the one this version needs."""
+    from jobrunner.ledger.schema import current_revision, head_revision
+    from jobrunner.ledger.store import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        click.echo(f"current: {current_revision(engine) or 'none'}\nrequired: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@main.command()
+@database_url_option
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Show at most this many Jobs.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "json"]),
+    help="Output format.",
+)
+@reports_errors
+def history(database_url: str, limit: int, output: str) -> None:
+    """List the Jobs in the ledger, newest first."""
+    from jobrunner.ledger.store import LedgerStore
+
+    store = LedgerStore.open(database_url)
+    try:
+        records = store.history(limit=limit)
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        return
+    rows = [
+        (
+            r.namespace,
+            r.scaled_job,
+            r.name,
+            r.state,
+            _time(r.created_at),
+            _time(r.finished_at) if r.finished_at else "-",
+        )
+        for r in records
+    ]
+    click.echo(
+        format_table(("NAMESPACE", "SCALEDJOB", "JOB", "STATE", "CREATED", "FINISHED"), rows)
+    )
+
+
+def _time(value: Any) -> str:
+    return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

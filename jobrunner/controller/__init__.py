@@ -1,0 +1,1 @@
+"""Reconcile loops and the scheduler that drives them."""

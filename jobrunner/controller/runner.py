@@ -1,0 +1,256 @@
+"""The runner: watches ScaledJobs, schedules one poll job each, and mirrors Jobs to the ledger.
+
+APScheduler runs every ScaledJob's poll as an interval job on a bounded thread pool, with
+`coalesce` and `max_instances=1`, so a slow broker delays that ScaledJob's polls instead of
+piling them up. Spec changes replace the poll job; a deleted ScaledJob removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from kubernetes import client
+
+from jobrunner.config import RunnerSettings
+from jobrunner.controller.scaledjob import ScaledJobPoller, build_scalers, observed_job
+from jobrunner.errors import InvalidSpecError, JobRunnerError, KubeError, LedgerError
+from jobrunner.kube.cache import WatchCache
+from jobrunner.kube.client import job_list_call, pod_list_call, scaled_job_list_call
+from jobrunner.kube.jobs import JobClient, JobInfo, PodInfo, job_info, pod_info
+from jobrunner.ledger.store import LedgerStore
+from jobrunner.logconfig import context
+from jobrunner.resources.scaledjob import KIND, ScaledJob, parse_scaled_job
+
+log = logging.getLogger(__name__)
+
+CACHE_READY_SECONDS = 60
+
+
+def slim_scaled_job(raw: dict[str, Any]) -> dict[str, Any]:
+    """Keep the parts of a ScaledJob the runner reads; managedFields and status can be large."""
+    metadata = raw.get("metadata") or {}
+    keep = ("name", "namespace", "uid", "generation", "labels", "annotations")
+    return {
+        "metadata": {k: metadata[k] for k in keep if k in metadata},
+        "spec": raw.get("spec") or {},
+    }
+
+
+def fingerprint(raw: dict[str, Any]) -> str:
+    """Changes when the spec, labels or annotations change (the pause annotation among them)."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+class Runner:
+    def __init__(
+        self, settings: RunnerSettings, *, api: client.ApiClient, ledger: LedgerStore
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.job_client = JobClient(client.BatchV1Api(api))
+        self.scaled_jobs: WatchCache[dict[str, Any]] = WatchCache(
+            name="scaledjobs",
+            list_call=scaled_job_list_call(api, settings.namespace),
+            convert=slim_scaled_job,
+        )
+        self.jobs: WatchCache[JobInfo] = WatchCache(
+            name="jobs",
+            list_call=job_list_call(api, settings.namespace),
+            convert=job_info,
+            index=lambda job: job.owner_key,
+        )
+        self.pods: WatchCache[PodInfo] = WatchCache(
+            name="pods",
+            list_call=pod_list_call(api, settings.namespace),
+            convert=pod_info,
+            index=lambda pod: pod.job_key,
+        )
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=settings.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._lock = threading.Lock()
+        self._pollers: dict[str, tuple[str, ScaledJobPoller]] = {}
+        self._reported_invalid: dict[str, str] = {}
+        self._stopped = threading.Event()
+
+    # --- life cycle ---
+
+    def start(self) -> None:
+        self.jobs.add_listener(self._on_job)
+        # Jobs and Pods must be known before the first poll counts them.
+        for cache in (self.jobs, self.pods):
+            cache.start()
+        for cache in (self.jobs, self.pods):
+            if not cache.wait_ready(CACHE_READY_SECONDS):
+                raise KubeError(
+                    f"listing {cache.name} did not succeed within "
+                    f"{CACHE_READY_SECONDS}s; check the API server and RBAC"
+                )
+        self.scheduler.start()
+        self.scaled_jobs.add_listener(self._on_scaled_job)
+        self.scaled_jobs.start()
+        if not self.scaled_jobs.wait_ready(CACHE_READY_SECONDS):
+            raise KubeError(
+                f"listing ScaledJobs did not succeed within {CACHE_READY_SECONDS}s; "
+                "are the jobrunner CRDs installed?"
+            )
+        where = self.settings.namespace or "all namespaces"
+        log.info("runner started, watching ScaledJobs in %s", where)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def request_stop(self) -> None:
+        """Make `wait` return; safe to call from a signal handler."""
+        self._stopped.set()
+
+    def stop(self) -> None:
+        """Stop polling first, then the watches; a poll in progress finishes."""
+        self._stopped.set()
+        self.scheduler.shutdown(wait=True)
+        for cache in (self.scaled_jobs, self.jobs, self.pods):
+            cache.stop()
+        with self._lock:
+            for _, poller in self._pollers.values():
+                poller.close()
+            self._pollers.clear()
+        log.info("runner stopped")
+
+    # --- ScaledJob events ---
+
+    def _on_scaled_job(self, event: str, raw: dict[str, Any], _previous: Any) -> None:
+        metadata = raw["metadata"]
+        uid = str(metadata.get("uid", ""))
+        if event == "DELETED":
+            self._remove(uid)
+            self._reported_invalid.pop(uid, None)
+            log.info(
+                "ScaledJob deleted, polling stopped",
+                extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
+            )
+            return
+        version = fingerprint(raw)
+        with self._lock:
+            current = self._pollers.get(uid)
+        if current is not None and current[0] == version:
+            return
+        try:
+            scaled_job = parse_scaled_job(raw)
+            scalers = build_scalers(scaled_job)
+        except InvalidSpecError as error:
+            self._remove(uid)
+            self._report_invalid(uid, version, metadata, error)
+            return
+        self._reported_invalid.pop(uid, None)
+        self._record_scaled_job(scaled_job)
+        poller = ScaledJobPoller(
+            scaled_job,
+            scalers,
+            jobs=self.jobs,
+            pods=self.pods,
+            job_client=self.job_client,
+            ledger=self.ledger,
+        )
+        self._schedule(uid, version, poller)
+
+    def _schedule(self, uid: str, version: str, poller: ScaledJobPoller) -> None:
+        scaled_job = poller.scaled_job
+        with self._lock:
+            previous = self._pollers.pop(uid, None)
+            self._pollers[uid] = (version, poller)
+        self.scheduler.add_job(
+            self._poll,
+            "interval",
+            args=[poller],
+            id=uid,
+            replace_existing=True,
+            seconds=scaled_job.polling_interval,
+            next_run_time=datetime.now(UTC),
+            name=scaled_job.key,
+        )
+        if previous is not None:
+            previous[1].close()
+        log.info(
+            "polling every %ds",
+            scaled_job.polling_interval,
+            extra=context(namespace=scaled_job.namespace, scaled_job=scaled_job.name),
+        )
+
+    @staticmethod
+    def _poll(poller: ScaledJobPoller) -> None:
+        try:
+            poller.poll()
+        except JobRunnerError as error:
+            log.error(
+                "poll failed: %s",
+                error,
+                extra=context(
+                    namespace=poller.scaled_job.namespace, scaled_job=poller.scaled_job.name
+                ),
+            )
+        except Exception:
+            # Keep the scheduler alive for every other ScaledJob; the traceback is the report.
+            log.exception(
+                "poll failed unexpectedly",
+                extra=context(
+                    namespace=poller.scaled_job.namespace, scaled_job=poller.scaled_job.name
+                ),
+            )
+
+    def _remove(self, uid: str) -> None:
+        with self._lock:
+            entry = self._pollers.pop(uid, None)
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(uid)
+        if entry is not None:
+            entry[1].close()
+
+    def _report_invalid(
+        self, uid: str, version: str, metadata: dict[str, Any], error: InvalidSpecError
+    ) -> None:
+        """Log an invalid ScaledJob once per version of its spec."""
+        if self._reported_invalid.get(uid) == version:
+            return
+        self._reported_invalid[uid] = version
+        log.error(
+            "%s; it is not polled until it is fixed",
+            error,
+            extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
+        )
+
+    def _record_scaled_job(self, scaled_job: ScaledJob) -> None:
+        try:
+            self.ledger.record_scaled_object(
+                uid=scaled_job.uid,
+                kind=KIND,
+                namespace=scaled_job.namespace,
+                name=scaled_job.name,
+                generation=scaled_job.generation,
+            )
+        except LedgerError as error:
+            log.error(
+                "%s",
+                error,
+                extra=context(namespace=scaled_job.namespace, scaled_job=scaled_job.name),
+            )
+
+    # --- Job events ---
+
+    def _on_job(self, event: str, job: JobInfo, _previous: Any) -> None:
+        if not job.owner_uid:
+            return
+        try:
+            self.ledger.observe_job(observed_job(job, deleted=event == "DELETED"))
+        except LedgerError as error:
+            log.error("%s", error, extra=context(namespace=job.namespace, job=job.name))

@@ -1,0 +1,1 @@
+"""The Kubernetes side: API connection, Job manifests and watch-backed caches."""

@@ -1,0 +1,1 @@
+"""The SQL ledger of scaled objects, scaling decisions and Jobs."""

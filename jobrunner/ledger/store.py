@@ -1,0 +1,292 @@
+"""The ledger store: writes what the runner did and reads it back for `jobrunner history`.
+
+Every write is one short transaction. Rows are keyed by Kubernetes uids, and writes are
+idempotent upserts, so a replayed watch event or a restarted runner never adds a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobrunner.errors import LedgerError
+from jobrunner.ledger.models import JobRow, ScaledObjectRow, ScalingDecisionRow
+from jobrunner.ledger.schema import check_schema
+from jobrunner.ledger.urls import redact_url
+
+# States a Job never leaves once recorded.
+KEPT_STATES = ("succeeded", "failed", "deleted")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError) as error:
+        raise LedgerError(f"invalid database URL {redact_url(url)}: {error}") from error
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets `jobrunner history` read while the runner writes; the busy timeout makes
+    # concurrent writers wait instead of failing at once.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A Job as `jobrunner history` shows it."""
+
+    uid: str
+    namespace: str
+    name: str
+    scaled_job: str
+    created_at: datetime
+    state: str
+    finished_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "namespace": self.namespace,
+            "name": self.name,
+            "scaledJob": self.scaled_job,
+            "createdAt": self.created_at.isoformat(),
+            "state": self.state,
+            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """A Job as a watch event shows it; `state` is pending, running, succeeded, failed or
+    deleted."""
+
+    uid: str
+    namespace: str
+    name: str
+    scaled_object_uid: str
+    scaled_object_name: str
+    generation: int
+    created_at: datetime
+    state: str
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    """The numbers of one poll that created Jobs, as the ledger stores them."""
+
+    scaled_object_uid: str
+    generation: int
+    strategy: str
+    active: bool
+    queue_length: float
+    max_scale: int
+    running: int
+    pending: int
+    effective_max_scale: int
+    jobs_requested: int
+    triggers: Sequence[dict[str, Any]]
+
+
+class LedgerStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, check: bool = True) -> LedgerStore:
+        """Open the ledger; with `check`, raise SchemaOutdatedError on a stale schema."""
+        engine = make_engine(url)
+        if check:
+            check_schema(engine)
+        return cls(engine)
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as error:
+            raise LedgerError(
+                f"ledger {action} failed on {redact_url(str(self.engine.url))}: "
+                f"{type(error).__name__}"
+            ) from error
+
+    def record_scaled_object(
+        self, *, uid: str, kind: str, namespace: str, name: str, generation: int
+    ) -> None:
+        now = utcnow()
+        with self._session("write of a scaled object") as session:
+            _insert_ignore(
+                session,
+                ScaledObjectRow,
+                uid=uid,
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                generation=generation,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            session.execute(
+                update(ScaledObjectRow)
+                .where(ScaledObjectRow.uid == uid)
+                .values(generation=generation, last_seen_at=now)
+            )
+
+    def record_decision(self, decision: DecisionInput) -> int:
+        with self._session("write of a scaling decision") as session:
+            row = ScalingDecisionRow(
+                scaled_object_uid=decision.scaled_object_uid,
+                decided_at=utcnow(),
+                generation=decision.generation,
+                strategy=decision.strategy,
+                active=decision.active,
+                queue_length=decision.queue_length,
+                max_scale=decision.max_scale,
+                running=decision.running,
+                pending=decision.pending,
+                effective_max_scale=decision.effective_max_scale,
+                jobs_requested=decision.jobs_requested,
+                jobs_created=0,
+                triggers=list(decision.triggers),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def record_jobs_created(self, *, decision_id: int, jobs: Sequence[ObservedJob]) -> None:
+        """Store the Jobs one decision created and link them to it.
+
+        A Job's watch event can be recorded first, by another thread; that row is kept and
+        only gains the decision.
+        """
+        with self._session("write of created Jobs") as session:
+            session.execute(
+                update(ScalingDecisionRow)
+                .where(ScalingDecisionRow.id == decision_id)
+                .values(jobs_created=len(jobs))
+            )
+            for job in jobs:
+                _insert_job(session, job, decision_id=decision_id)
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.uid == job.uid, JobRow.decision_id.is_(None))
+                    .values(decision_id=decision_id)
+                )
+
+    def observe_job(self, job: ObservedJob) -> None:
+        """Insert a Job seen in the cluster, or move a known Job to its observed state.
+
+        A Job the ledger has not seen (because the runner stopped between creating it and
+        recording it) is inserted without a decision. A finished or deleted Job keeps its
+        state, so a Job that succeeded and was later removed by a history limit still reads
+        as succeeded.
+        """
+        with self._session("update of a Job's state") as session:
+            now = utcnow()
+            _insert_ignore(
+                session,
+                ScaledObjectRow,
+                uid=job.scaled_object_uid,
+                kind="ScaledJob",
+                namespace=job.namespace,
+                name=job.scaled_object_name,
+                generation=job.generation,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            _insert_job(session, job, decision_id=None)
+            values: dict[str, Any] = {"state": job.state, "state_changed_at": now}
+            if job.finished_at is not None:
+                values["finished_at"] = job.finished_at
+            session.execute(
+                update(JobRow)
+                .where(
+                    JobRow.uid == job.uid,
+                    JobRow.state != job.state,
+                    JobRow.state.not_in(KEPT_STATES),
+                )
+                .values(**values)
+            )
+
+    def history(self, *, limit: int = 50) -> list[JobRecord]:
+        query = (
+            select(JobRow, ScaledObjectRow.name)
+            .join(ScaledObjectRow, JobRow.scaled_object_uid == ScaledObjectRow.uid)
+            .order_by(JobRow.created_at.desc(), JobRow.name.desc())
+            .limit(limit)
+        )
+        with self._session("history query") as session:
+            return [
+                JobRecord(
+                    uid=job.uid,
+                    namespace=job.namespace,
+                    name=job.name,
+                    scaled_job=owner,
+                    created_at=_aware(job.created_at),
+                    state=job.state,
+                    finished_at=_aware(job.finished_at) if job.finished_at else None,
+                )
+                for job, owner in session.execute(query)
+            ]
+
+    def count_jobs(self) -> int:
+        with self._session("count of Jobs") as session:
+            return int(session.scalar(select(func.count()).select_from(JobRow)) or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _insert_ignore(session: Session, model: type[Any], **values: Any) -> None:
+    """INSERT a row unless its primary key exists, atomically, so racing writers never clash."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(model).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(model).values(**values).on_conflict_do_nothing()
+    else:
+        raise LedgerError(f"unsupported ledger database {dialect}; use SQLite or PostgreSQL")
+    session.execute(statement)
+
+
+def _insert_job(session: Session, job: ObservedJob, *, decision_id: int | None) -> None:
+    _insert_ignore(
+        session,
+        JobRow,
+        uid=job.uid,
+        namespace=job.namespace,
+        name=job.name,
+        scaled_object_uid=job.scaled_object_uid,
+        decision_id=decision_id,
+        scaled_object_generation=job.generation,
+        created_at=job.created_at,
+        state=job.state,
+        state_changed_at=utcnow(),
+        finished_at=job.finished_at,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; the ledger stores UTC, so attach it."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,233 @@
+"""Typed model of the ScaledJob custom resource, parsed from the API server's JSON.
+
+Field names, defaults and meanings follow KEDA's `keda.sh/v1alpha1` ScaledJob, so a KEDA
+manifest works after its `apiVersion` changes. Parsing reports every invalid field at once;
+trigger metadata is left as strings here and checked by the trigger's scaler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobrunner.errors import FieldProblem, InvalidSpecError
+
+GROUP = "jobrunner.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ScaledJob"
+PLURAL = "scaledjobs"
+
+PAUSED_ANNOTATIONS = ("autoscaling.jobrunner.dev/paused", "autoscaling.keda.sh/paused")
+
+DEFAULT_POLLING_INTERVAL = 30
+DEFAULT_HISTORY_LIMIT = 100
+DEFAULT_MAX_REPLICA_COUNT = 100
+
+STRATEGIES = ("default", "custom", "accurate", "eager")
+CALCULATIONS = ("max", "min", "avg", "sum")
+
+
+@dataclass(frozen=True)
+class AuthenticationRef:
+    name: str
+    kind: str = "TriggerAuthentication"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One entry of `spec.triggers`; `metadata` is checked later by the trigger's scaler."""
+
+    index: int
+    type: str
+    name: str
+    metadata: Mapping[str, str]
+    authentication_ref: AuthenticationRef | None = None
+
+    @property
+    def label(self) -> str:
+        """The trigger's name, or its index when it has none, as users refer to it."""
+        return self.name or str(self.index)
+
+
+@dataclass(frozen=True)
+class ScalingStrategy:
+    strategy: str = "default"
+    custom_scaling_queue_length_deduction: int | None = None
+    custom_scaling_running_job_percentage: str = ""
+    pending_pod_conditions: tuple[str, ...] = ()
+    multiple_scalers_calculation: str = "max"
+
+
+@dataclass(frozen=True)
+class ScaledJob:
+    """A parsed ScaledJob. `job_template` is `spec.jobTargetRef`, a batch/v1 JobSpec."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    job_template: Mapping[str, Any]
+    triggers: tuple[Trigger, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    polling_interval: int = DEFAULT_POLLING_INTERVAL
+    successful_jobs_history_limit: int = DEFAULT_HISTORY_LIMIT
+    failed_jobs_history_limit: int = DEFAULT_HISTORY_LIMIT
+    min_replica_count: int | None = None
+    max_replica_count: int | None = None
+    scaling_strategy: ScalingStrategy = ScalingStrategy()
+    env_source_container_name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def paused(self) -> bool:
+        return any(
+            self.annotations.get(key, "").strip().lower() == "true" for key in PAUSED_ANNOTATIONS
+        )
+
+
+def parse_scaled_job(obj: Mapping[str, Any]) -> ScaledJob:
+    """Parse a ScaledJob object; raise InvalidSpecError listing every invalid field."""
+    metadata = obj.get("metadata") or {}
+    namespace = str(metadata.get("namespace", ""))
+    name = str(metadata.get("name", ""))
+    spec = obj.get("spec")
+    problems: list[FieldProblem] = []
+    if not isinstance(spec, Mapping):
+        raise InvalidSpecError(f"ScaledJob {namespace}/{name}", [FieldProblem("spec", "missing")])
+
+    reader = _SpecReader(spec, problems)
+    template = spec.get("jobTargetRef")
+    if not isinstance(template, Mapping) or not isinstance(template.get("template"), Mapping):
+        problems.append(FieldProblem("spec.jobTargetRef.template", "missing; give a pod template"))
+        template = {}
+    scaled_job = ScaledJob(
+        namespace=namespace,
+        name=name,
+        uid=str(metadata.get("uid", "")),
+        generation=int(metadata.get("generation") or 0),
+        job_template=template,
+        triggers=_parse_triggers(spec.get("triggers"), problems),
+        labels=dict(metadata.get("labels") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+        polling_interval=reader.integer("pollingInterval", DEFAULT_POLLING_INTERVAL, minimum=1),
+        successful_jobs_history_limit=reader.integer(
+            "successfulJobsHistoryLimit", DEFAULT_HISTORY_LIMIT, minimum=0
+        ),
+        failed_jobs_history_limit=reader.integer(
+            "failedJobsHistoryLimit", DEFAULT_HISTORY_LIMIT, minimum=0
+        ),
+        min_replica_count=reader.optional_integer("minReplicaCount", minimum=0),
+        max_replica_count=reader.optional_integer("maxReplicaCount", minimum=1),
+        scaling_strategy=_parse_strategy(spec.get("scalingStrategy"), problems),
+        env_source_container_name=str(spec.get("envSourceContainerName") or ""),
+    )
+    if problems:
+        raise InvalidSpecError(f"ScaledJob {namespace}/{name}", problems)
+    return scaled_job
+
+
+class _SpecReader:
+    """Reads integer fields of a spec mapping, collecting problems instead of raising."""
+
+    def __init__(self, spec: Mapping[str, Any], problems: list[FieldProblem], prefix: str = "spec"):
+        self.spec = spec
+        self.problems = problems
+        self.prefix = prefix
+
+    def optional_integer(self, key: str, *, minimum: int) -> int | None:
+        value = self.spec.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.append(FieldProblem(f"{self.prefix}.{key}", "must be an integer"))
+            return None
+        if value < minimum:
+            self.problems.append(FieldProblem(f"{self.prefix}.{key}", f"must be >= {minimum}"))
+            return None
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int) -> int:
+        value = self.optional_integer(key, minimum=minimum)
+        return default if value is None else value
+
+
+def _parse_triggers(raw: Any, problems: list[FieldProblem]) -> tuple[Trigger, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(FieldProblem("spec.triggers", "missing; give at least one trigger"))
+        return ()
+    triggers = []
+    seen_names: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"spec.triggers[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(FieldProblem(path, "must be an object"))
+            continue
+        trigger_type = str(item.get("type") or "").strip()
+        if not trigger_type:
+            problems.append(FieldProblem(f"{path}.type", "missing"))
+        name = str(item.get("name") or "").strip()
+        if name and name in seen_names:
+            problems.append(FieldProblem(f"{path}.name", "duplicate trigger name"))
+        seen_names.add(name)
+        metadata = item.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            problems.append(FieldProblem(f"{path}.metadata", "must be a map of strings"))
+            metadata = {}
+        triggers.append(
+            Trigger(
+                index=index,
+                type=trigger_type,
+                name=name,
+                metadata={str(k): str(v) for k, v in metadata.items()},
+                authentication_ref=_parse_auth_ref(item.get("authenticationRef")),
+            )
+        )
+    return tuple(triggers)
+
+
+def _parse_auth_ref(raw: Any) -> AuthenticationRef | None:
+    if not isinstance(raw, Mapping) or not raw.get("name"):
+        return None
+    return AuthenticationRef(
+        name=str(raw["name"]), kind=str(raw.get("kind") or "TriggerAuthentication")
+    )
+
+
+def _parse_strategy(raw: Any, problems: list[FieldProblem]) -> ScalingStrategy:
+    if raw is None:
+        return ScalingStrategy()
+    if not isinstance(raw, Mapping):
+        problems.append(FieldProblem("spec.scalingStrategy", "must be an object"))
+        return ScalingStrategy()
+    prefix = "spec.scalingStrategy"
+    strategy = str(raw.get("strategy") or "default")
+    if strategy not in STRATEGIES:
+        problems.append(
+            FieldProblem(f"{prefix}.strategy", f"must be one of {', '.join(STRATEGIES)}")
+        )
+    calculation = str(raw.get("multipleScalersCalculation") or "max")
+    if calculation not in CALCULATIONS:
+        problems.append(
+            FieldProblem(
+                f"{prefix}.multipleScalersCalculation", f"must be one of {', '.join(CALCULATIONS)}"
+            )
+        )
+    deduction = _SpecReader(raw, problems, prefix).optional_integer(
+        "customScalingQueueLengthDeduction", minimum=-(2**31)
+    )
+    conditions = raw.get("pendingPodConditions") or []
+    return ScalingStrategy(
+        strategy=strategy,
+        custom_scaling_queue_length_deduction=deduction,
+        custom_scaling_running_job_percentage=str(
+            raw.get("customScalingRunningJobPercentage") or ""
+        ),
+        pending_pod_conditions=tuple(str(c) for c in conditions),
+        multiple_scalers_calculation=calculation,
+    )

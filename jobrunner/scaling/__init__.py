@@ -1,0 +1,1 @@
+"""Pure scaling decisions, with no I/O."""
