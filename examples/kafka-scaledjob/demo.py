@@ -64,8 +64,13 @@ def consume_batch(consumer: KafkaConsumer) -> int:
 def watch(bootstrap: str, namespace: str, timeout: float) -> int:
     config.load_kube_config()
     core, batch = client.CoreV1Api(), client.BatchV1Api()
-    consumer = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=GROUP,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     served: set[str] = set()
     most_unfinished = 0
     deadline = time.monotonic() + timeout
@@ -81,8 +86,10 @@ def watch(bootstrap: str, namespace: str, timeout: float) -> int:
         remaining = lag(consumer)
         print(f"lag {remaining:3d}   Jobs created {len(jobs):2d}   unfinished {unfinished}")
         if remaining == 0 and jobs and unfinished == 0:
-            print(f"topic drained by {len(jobs)} Jobs; at most {most_unfinished} were "
-                  "unfinished at once")
+            print(
+                f"topic drained by {len(jobs)} Jobs; at most {most_unfinished} were "
+                "unfinished at once"
+            )
             consumer.close()
             return 0
         time.sleep(2)
