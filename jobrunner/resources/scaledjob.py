@@ -26,6 +26,8 @@ DEFAULT_HISTORY_LIMIT = 100
 DEFAULT_MAX_REPLICA_COUNT = 100
 
 STRATEGIES = ("default", "custom", "accurate", "eager")
+ROLLOUT_STRATEGIES = ("default", "gradual", "immediate")
+PROPAGATION_POLICIES = ("background", "foreground")
 CALCULATIONS = ("max", "min", "avg", "sum")
 
 
@@ -61,6 +63,22 @@ class ScalingStrategy:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """What a spec change does to Jobs of older generations.
+
+    `gradual` leaves them to finish; any other strategy deletes them with the propagation
+    policy (`background` by default).
+    """
+
+    strategy: str = "default"
+    propagation_policy: str = "background"
+
+    @property
+    def gradual(self) -> bool:
+        return self.strategy == "gradual"
+
+
+@dataclass(frozen=True)
 class ScaledJob:
     """A parsed ScaledJob. `job_template` is `spec.jobTargetRef`, a batch/v1 JobSpec."""
 
@@ -79,6 +97,7 @@ class ScaledJob:
     max_replica_count: int | None = None
     scaling_strategy: ScalingStrategy = ScalingStrategy()
     env_source_container_name: str = ""
+    rollout: Rollout = Rollout()
 
     @property
     def key(self) -> str:
@@ -126,6 +145,7 @@ def parse_scaled_job(obj: Mapping[str, Any]) -> ScaledJob:
         max_replica_count=reader.optional_integer("maxReplicaCount", minimum=1),
         scaling_strategy=_parse_strategy(spec.get("scalingStrategy"), problems),
         env_source_container_name=str(spec.get("envSourceContainerName") or ""),
+        rollout=_parse_rollout(spec, problems),
     )
     if problems:
         raise InvalidSpecError(f"ScaledJob {namespace}/{name}", problems)
@@ -175,6 +195,10 @@ def _parse_triggers(raw: Any, problems: list[FieldProblem]) -> tuple[Trigger, ..
         if name and name in seen_names:
             problems.append(FieldProblem(f"{path}.name", "duplicate trigger name"))
         seen_names.add(name)
+        if str(item.get("metricType") or ""):
+            problems.append(
+                FieldProblem(f"{path}.metricType", "not supported for ScaledJob; remove it")
+            )
         metadata = item.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             problems.append(FieldProblem(f"{path}.metadata", "must be a map of strings"))
@@ -189,6 +213,28 @@ def _parse_triggers(raw: Any, problems: list[FieldProblem]) -> tuple[Trigger, ..
             )
         )
     return tuple(triggers)
+
+
+def _parse_rollout(spec: Mapping[str, Any], problems: list[FieldProblem]) -> Rollout:
+    """Read `rollout`; the deprecated `rolloutStrategy`, when set, takes precedence."""
+    raw = spec.get("rollout") or {}
+    if not isinstance(raw, Mapping):
+        problems.append(FieldProblem("spec.rollout", "must be an object"))
+        raw = {}
+    strategy, field_name = str(raw.get("strategy") or ""), "spec.rollout.strategy"
+    if spec.get("rolloutStrategy"):
+        strategy, field_name = str(spec["rolloutStrategy"]), "spec.rolloutStrategy"
+    if strategy and strategy not in ROLLOUT_STRATEGIES:
+        problems.append(FieldProblem(field_name, f"must be one of {', '.join(ROLLOUT_STRATEGIES)}"))
+    policy = str(raw.get("propagationPolicy") or "background")
+    if policy not in PROPAGATION_POLICIES:
+        problems.append(
+            FieldProblem(
+                "spec.rollout.propagationPolicy",
+                f"must be one of {', '.join(PROPAGATION_POLICIES)}",
+            )
+        )
+    return Rollout(strategy=strategy or "default", propagation_policy=policy)
 
 
 def _parse_auth_ref(raw: Any) -> AuthenticationRef | None:

@@ -33,9 +33,7 @@ def lag_of(
 ) -> LagResult:
     """Compute the lag of partitions given as (committed offset or None, log-end offset)."""
     committed = {
-        partition(index): offset
-        for index, (offset, _) in enumerate(offsets)
-        if offset is not None
+        partition(index): offset for index, (offset, _) in enumerate(offsets) if offset is not None
     }
     log_end = {partition(index): end for index, (_, end) in enumerate(offsets)}
     return compute_lag(
@@ -47,7 +45,7 @@ def lag_of(
 
 
 def even_lag(partitions: int, lag: int) -> list[tuple[int | None, int]]:
-    """Partitions whose lags add up to `lag`, spread as evenly as integers allow."""
+    """Build offsets of partitions whose lags add up to `lag`, spread as evenly as possible."""
     share, rest = divmod(lag, partitions)
     return [(1000, 1000 + share + (index < rest)) for index in range(partitions)]
 
@@ -75,7 +73,7 @@ def test_compute_lag_without_committed_offset(overrides: dict[str, Any], expecte
     assert result.total_lag_with_persistent == expected_lag
 
 
-def test_compute_lag_treats_minus_one_as_no_offset() -> None:
+def test_compute_lag_minus_one_offset() -> None:
     result = lag_of(settings(), [(NO_OFFSET, 7), (NO_OFFSET, 5)])
 
     assert result.total_lag == 2

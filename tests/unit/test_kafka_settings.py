@@ -24,9 +24,7 @@ BOOLEAN_ATTRIBUTES = {
 }
 
 
-def parse(
-    metadata: Mapping[str, str], *, env: Mapping[str, str] | None = None
-) -> KafkaSettings:
+def parse(metadata: Mapping[str, str], *, env: Mapping[str, str] | None = None) -> KafkaSettings:
     source = TriggerInput(
         subject=SUBJECT, path="spec.triggers[0]", metadata=metadata, resolved_env=env or {}
     )
@@ -253,9 +251,7 @@ def test_activation_lag_threshold_invalid(text: str, message: str) -> None:
 def test_offset_reset_policy_invalid(text: str) -> None:
     error = parse_error({**BASE, "offsetResetPolicy": text})
 
-    assert problems_of(error) == {
-        f"{PREFIX}.offsetResetPolicy": "must be one of latest, earliest"
-    }
+    assert problems_of(error) == {f"{PREFIX}.offsetResetPolicy": "must be one of latest, earliest"}
 
 
 @pytest.mark.parametrize("text", ["yes", "no", "tRuE", "2", "on"])

@@ -340,7 +340,11 @@ def test_pod_info_without_job_label() -> None:
 def test_pod_info_phase_and_conditions() -> None:
     status = {
         "phase": "Running",
-        "conditions": [condition("Ready"), condition("PodScheduled"), condition("Initialized", "False")],
+        "conditions": [
+            condition("Ready"),
+            condition("PodScheduled"),
+            condition("Initialized", "False"),
+        ],
     }
 
     info = pod_info(raw_pod({"job-name": "orders-abcde"}, status))

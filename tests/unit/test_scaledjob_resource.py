@@ -20,7 +20,7 @@ MISSING = object()
 def scaled_job_object(
     *, annotations: dict[str, str] | None = None, **spec_fields: Any
 ) -> dict[str, Any]:
-    """A ScaledJob as the API server returns it; a spec field set to MISSING is left out."""
+    """Build a ScaledJob as the API server returns it, leaving out spec fields set to MISSING."""
     spec: dict[str, Any] = {"jobTargetRef": TEMPLATE, "triggers": [KAFKA_TRIGGER]}
     spec.update(spec_fields)
     spec = {key: value for key, value in spec.items() if value is not MISSING}
@@ -144,9 +144,14 @@ def test_unnamed_triggers_are_not_duplicates() -> None:
 @pytest.mark.parametrize(
     ("spec_fields", "field", "message"),
     [
-        pytest.param({"pollingInterval": 0}, "spec.pollingInterval", "must be >= 1", id="polling-0"),
         pytest.param(
-            {"pollingInterval": "30"}, "spec.pollingInterval", "must be an integer", id="polling-text"
+            {"pollingInterval": 0}, "spec.pollingInterval", "must be >= 1", id="polling-0"
+        ),
+        pytest.param(
+            {"pollingInterval": "30"},
+            "spec.pollingInterval",
+            "must be an integer",
+            id="polling-text",
         ),
         pytest.param(
             {"maxReplicaCount": "10"},
@@ -170,7 +175,10 @@ def test_unnamed_triggers_are_not_duplicates() -> None:
             {"maxReplicaCount": 0}, "spec.maxReplicaCount", "must be >= 1", id="max-replicas-0"
         ),
         pytest.param(
-            {"minReplicaCount": -1}, "spec.minReplicaCount", "must be >= 0", id="min-replicas-negative"
+            {"minReplicaCount": -1},
+            "spec.minReplicaCount",
+            "must be >= 0",
+            id="min-replicas-negative",
         ),
         pytest.param(
             {"successfulJobsHistoryLimit": -1},
@@ -191,10 +199,16 @@ def test_unnamed_triggers_are_not_duplicates() -> None:
             id="triggers-missing",
         ),
         pytest.param(
-            {"triggers": []}, "spec.triggers", "missing; give at least one trigger", id="triggers-empty"
+            {"triggers": []},
+            "spec.triggers",
+            "missing; give at least one trigger",
+            id="triggers-empty",
         ),
         pytest.param(
-            {"triggers": ["kafka"]}, "spec.triggers[0]", "must be an object", id="trigger-not-object"
+            {"triggers": ["kafka"]},
+            "spec.triggers[0]",
+            "must be an object",
+            id="trigger-not-object",
         ),
         pytest.param(
             {"triggers": [{"metadata": {}}]}, "spec.triggers[0].type", "missing", id="trigger-type"

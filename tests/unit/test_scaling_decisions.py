@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from jobrunner.resources.scaledjob import ScalingStrategy
@@ -236,11 +238,11 @@ def test_combine_triggers_zero_target_gives_zero() -> None:
         pytest.param(dict(queue=500, target=1), 100, id="max-unset-uses-100"),
     ],
 )
-def test_default_strategy_jobs(inputs: dict[str, int], expected_jobs: int) -> None:
+def test_default_strategy_jobs(inputs: dict[str, Any], expected_jobs: int) -> None:
     assert decide_for(**inputs).jobs_to_create == expected_jobs
 
 
-def test_default_strategy_docs_example_values() -> None:
+def test_default_strategy_worked_example() -> None:
     decision = decide_for(10, 2, max_count=3)
 
     assert decision.max_value == 3
@@ -304,7 +306,7 @@ def test_decide_unknown_strategy_uses_default() -> None:
         pytest.param(dict(queue=0, min_count=10, max_count=1), 1, id="min-above-max"),
     ],
 )
-def test_decide_running_below_min(inputs: dict[str, int], expected_jobs: int) -> None:
+def test_decide_running_below_min(inputs: dict[str, Any], expected_jobs: int) -> None:
     decision = decide_for(target=1, active=False, **inputs)
 
     assert decision.active is True
@@ -313,7 +315,7 @@ def test_decide_running_below_min(inputs: dict[str, int], expected_jobs: int) ->
 
 
 def test_decide_running_at_min_uses_strategy() -> None:
-    # max 10 and min 2 give an effective max of 8, and the strategy sees 3 - 2 = 1 running.
+    # max 10 and min 2 give an effective max of 8, and the strategy gets 3 - 2 = 1 running Job.
     decision = decide_for(10, 1, min_count=2, max_count=10, running=3)
 
     assert decision.strategy == "default"
@@ -342,9 +344,9 @@ def test_decide_min_keeps_inactive_trigger_active() -> None:
     ],
 )
 def test_custom_strategy_effective_max(
-    strategy: ScalingStrategy, inputs: dict[str, int], expected_effective_max: int
+    strategy: ScalingStrategy, inputs: dict[str, Any], expected_effective_max: int
 ) -> None:
-    arguments: dict[str, int] = {"queue": 10, "max_count": 10, **inputs}
+    arguments: dict[str, Any] = {"queue": 10, "max_count": 10, **inputs}
 
     decision = decide_for(target=1, strategy=strategy, **arguments)
 
@@ -395,7 +397,7 @@ def test_custom_strategy_falls_back_to_default(percentage: str) -> None:
     ],
 )
 def test_accurate_strategy_effective_max(
-    inputs: dict[str, int], expected_effective_max: int
+    inputs: dict[str, Any], expected_effective_max: int
 ) -> None:
     decision = decide_for(target=1, strategy=ScalingStrategy(strategy="accurate"), **inputs)
 
@@ -415,7 +417,7 @@ def test_accurate_strategy_jobs() -> None:
 
 
 def test_eager_strategy_uses_free_capacity() -> None:
-    # The default strategy would create 3 - 2 = 1 Job here; eager fills the free slots.
+    # The default strategy would create 3 - 2 = 1 Job here, but eager fills the free slots.
     strategy = ScalingStrategy(strategy="eager")
 
     decision = decide_for(3, 1, max_count=10, running=2, pending=1, strategy=strategy)
