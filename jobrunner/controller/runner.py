@@ -21,11 +21,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from kubernetes import client
 
 from jobrunner.config import RunnerSettings
-from jobrunner.controller.scaledjob import ScaledJobPoller, build_scalers, observed_job
+from jobrunner.controller.scaledjob import ScaledJobPoller, observed_job
+from jobrunner.controller.triggers import build_scalers
 from jobrunner.errors import InvalidSpecError, JobRunnerError, KubeError, LedgerError
 from jobrunner.kube.cache import WatchCache
 from jobrunner.kube.client import job_list_call, pod_list_call, scaled_job_list_call
 from jobrunner.kube.jobs import JobClient, JobInfo, PodInfo, job_info, pod_info
+from jobrunner.kube.status import (
+    StatusWriter,
+    active_condition,
+    invalid_condition,
+    paused_condition,
+)
 from jobrunner.ledger.store import LedgerStore
 from jobrunner.logconfig import context
 from jobrunner.resources.scaledjob import KIND, ScaledJob, parse_scaled_job
@@ -56,6 +63,7 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.ledger = ledger
+        self.api = api
         self.job_client = JobClient(client.BatchV1Api(api))
         self.scaled_jobs: WatchCache[dict[str, Any]] = WatchCache(
             name="scaledjobs",
@@ -154,6 +162,9 @@ class Runner:
             return
         self._reported_invalid.pop(uid, None)
         self._record_scaled_job(scaled_job)
+        status = StatusWriter(
+            self.api, namespace=scaled_job.namespace, name=scaled_job.name, uid=scaled_job.uid
+        )
         poller = ScaledJobPoller(
             scaled_job,
             scalers,
@@ -161,6 +172,7 @@ class Runner:
             pods=self.pods,
             job_client=self.job_client,
             ledger=self.ledger,
+            status=status,
         )
         self._schedule(uid, version, poller)
 
@@ -223,11 +235,21 @@ class Runner:
         if self._reported_invalid.get(uid) == version:
             return
         self._reported_invalid[uid] = version
-        log.error(
-            "%s; it is not polled until it is fixed",
-            error,
-            extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
-        )
+        namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+        log_context = context(namespace=namespace, scaled_job=name)
+        log.error("%s; it is not polled until it is fixed", error, extra=log_context)
+        status = StatusWriter(self.api, namespace=namespace, name=name, uid=uid)
+        problems = "; ".join(str(problem) for problem in error.problems)
+        try:
+            status.update(
+                [invalid_condition(problems), active_condition(False), paused_condition(False)],
+                active=False,
+                triggers_types="",
+                authentications_types="",
+            )
+        except KubeError as status_error:
+            log.warning("%s", status_error, extra=log_context)
+        status.event(reason="ScaledJobCheckFailed", message=problems, warning=True)
 
     def _record_scaled_job(self, scaled_job: ScaledJob) -> None:
         try:

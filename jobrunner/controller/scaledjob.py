@@ -1,71 +1,40 @@
-"""One poll of one ScaledJob: measure the triggers, count Jobs, decide, create, record."""
+"""One poll of one ScaledJob: measure, count, decide, create, clean up, report.
+
+A poll measures the triggers, counts the unfinished Jobs from the watch caches, decides with
+the pure functions of `jobrunner.scaling`, creates the Jobs and records them in the ledger,
+deletes finished Jobs beyond the history limits, and updates the ScaledJob's status.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from jobrunner.errors import FieldProblem, InvalidSpecError, KubeError, LedgerError, ScalerError
+from jobrunner.controller.triggers import TriggerScaler, measure_triggers
+from jobrunner.errors import KubeError, LedgerError
 from jobrunner.kube.cache import WatchCache
-from jobrunner.kube.jobs import JobClient, JobInfo, PodInfo, build_job, count_jobs, job_info
+from jobrunner.kube.jobs import (
+    JobClient,
+    JobInfo,
+    PodInfo,
+    build_job,
+    count_jobs,
+    job_info,
+)
+from jobrunner.kube.status import (
+    StatusWriter,
+    active_condition,
+    paused_condition,
+    ready_condition,
+)
 from jobrunner.ledger.store import DecisionInput, LedgerStore, ObservedJob
 from jobrunner.logconfig import context
-from jobrunner.resources.scaledjob import ScaledJob, Trigger
-from jobrunner.scalers import Scaler, TriggerInput, scaler_class
+from jobrunner.resources.scaledjob import ScaledJob
+from jobrunner.scaling.cleanup import JobSummary, history_to_delete, rollout_to_delete
 from jobrunner.scaling.scaledjob import Decision, TriggerValue, decide
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TriggerScaler:
-    trigger: Trigger
-    scaler: Scaler
-    last_error: str | None = None
-
-
-def build_scalers(scaled_job: ScaledJob) -> list[TriggerScaler]:
-    """Check every trigger's metadata and build its scaler.
-
-    Raise InvalidSpecError listing the problems of every trigger at once.
-    """
-    subject = f"ScaledJob {scaled_job.key}"
-    problems: list[FieldProblem] = []
-    built: list[TriggerScaler] = []
-    env = container_env(scaled_job)
-    for trigger in scaled_job.triggers:
-        path = f"spec.triggers[{trigger.index}]"
-        try:
-            cls = scaler_class(trigger.type, subject=subject, path=path)
-            source = TriggerInput(
-                subject=subject, path=path, metadata=trigger.metadata, resolved_env=env
-            )
-            built.append(TriggerScaler(trigger, cls.from_settings(cls.parse_settings(source))))
-        except InvalidSpecError as error:
-            problems.extend(error.problems)
-    if problems:
-        for item in built:
-            item.scaler.close()
-        raise InvalidSpecError(subject, problems)
-    return built
-
-
-def container_env(scaled_job: ScaledJob) -> dict[str, str]:
-    """Literal `env` values of the target container, for `...FromEnv` parameters.
-
-    The target is the container named by envSourceContainerName, else the first one.
-    NOTE: values from Secrets, ConfigMaps and `envFrom` are not resolved here yet.
-    """
-    pod_spec = (scaled_job.job_template.get("template") or {}).get("spec") or {}
-    containers = pod_spec.get("containers") or []
-    wanted = scaled_job.env_source_container_name
-    chosen = next((c for c in containers if c.get("name") == wanted), None) if wanted else None
-    if chosen is None and containers:
-        chosen = containers[0]
-    env = (chosen or {}).get("env") or []
-    return {str(e["name"]): str(e["value"]) for e in env if "name" in e and "value" in e}
 
 
 class ScaledJobPoller:
@@ -80,6 +49,7 @@ class ScaledJobPoller:
         pods: WatchCache[PodInfo],
         job_client: JobClient,
         ledger: LedgerStore,
+        status: StatusWriter | None = None,
     ) -> None:
         self.scaled_job = scaled_job
         self.scalers = list(scalers)
@@ -87,21 +57,28 @@ class ScaledJobPoller:
         self.pods = pods
         self.job_client = job_client
         self.ledger = ledger
+        self.status = status
+        self._was_active: bool | None = None
+        self._rolled_out = False
         self._log_context = context(namespace=scaled_job.namespace, scaled_job=scaled_job.name)
 
     def poll(self) -> Decision | None:
         scaled_job = self.scaled_job
+        if not self._rolled_out:
+            self._rollout()
         if scaled_job.paused:
             log.debug("paused, not polling", extra=self._log_context)
+            self._write_status(active=False, errors=[], paused=True)
             return None
-        values = self._measure()
+
+        reading = measure_triggers(self.scalers, self._log_context)
         counts = count_jobs(
             self.jobs.by_index(scaled_job.key),
             self.pods.by_index,
             pending_pod_conditions=scaled_job.scaling_strategy.pending_pod_conditions,
         )
         decision = decide(
-            values,
+            reading.values,
             running=counts.running,
             pending=counts.pending,
             min_count=scaled_job.min_replica_count,
@@ -118,41 +95,14 @@ class ScaledJobPoller:
             decision.jobs_to_create,
             extra=self._log_context,
         )
+        self._report_activity(decision.active)
         if decision.jobs_to_create > 0:
-            self._create_jobs(decision, values)
+            self._create_jobs(decision, reading.values)
+        self._write_status(active=decision.active, errors=reading.errors, paused=False)
+        self._clean_up_history()
         return decision
 
-    def _measure(self) -> list[TriggerValue]:
-        values = []
-        for item in self.scalers:
-            trigger_context = {**self._log_context, "trigger": item.trigger.label}
-            try:
-                measurement = item.scaler.measure()
-            except ScalerError as error:
-                message = str(error)
-                # Log a failure when it starts or changes; the same failure on every poll
-                # would flood the log, so repeats go to DEBUG.
-                level = logging.WARNING if message != item.last_error else logging.DEBUG
-                log.log(
-                    level,
-                    "trigger failed, no Jobs from it on this poll: %s",
-                    message,
-                    extra=trigger_context,
-                )
-                item.last_error = message
-                continue
-            if item.last_error is not None:
-                log.info("trigger recovered", extra=trigger_context)
-                item.last_error = None
-            values.append(
-                TriggerValue(
-                    item.trigger.label,
-                    measurement.queue_length,
-                    measurement.target,
-                    measurement.active,
-                )
-            )
-        return values
+    # --- Jobs ---
 
     def _create_jobs(self, decision: Decision, values: Sequence[TriggerValue]) -> None:
         scaled_job = self.scaled_job
@@ -165,13 +115,18 @@ class ScaledJobPoller:
                 error,
                 extra=self._log_context,
             )
+            self._event(
+                "JobsNotCreated", "the ledger cannot be written; see the runner's log", warning=True
+            )
             return
         created: list[JobInfo] = []
+        failure = ""
         for _ in range(decision.jobs_to_create):
             try:
                 raw = self.job_client.create(build_job(scaled_job))
             except KubeError as error:
                 log.warning("%s", error, extra=self._log_context)
+                failure = str(error)
                 continue
             info = self.jobs.put(raw) or job_info(raw)
             if info is not None:
@@ -184,17 +139,99 @@ class ScaledJobPoller:
         except LedgerError as error:
             # The Job watch records these Jobs when their events arrive, so they are not lost.
             log.error("recording created Jobs failed: %s", error, extra=self._log_context)
-        if len(created) < decision.jobs_to_create:
-            log.warning(
-                "created %d of %d Jobs",
-                len(created),
-                decision.jobs_to_create,
-                extra=self._log_context,
+        self._report_created(len(created), decision.jobs_to_create, failure)
+
+    def _report_created(self, created: int, requested: int, failure: str) -> None:
+        if created == requested:
+            self._event("JobsCreated", f"Created {created} Job{'s' if created != 1 else ''}")
+            return
+        log.warning("created %d of %d Jobs", created, requested, extra=self._log_context)
+        self._event(
+            "JobsCreateFailed", f"Created {created} of {requested} Jobs: {failure}", warning=True
+        )
+
+    def _clean_up_history(self) -> None:
+        scaled_job = self.scaled_job
+        names = history_to_delete(
+            [summary(job) for job in self.jobs.by_index(scaled_job.key) if job.finished],
+            successful_limit=scaled_job.successful_jobs_history_limit,
+            failed_limit=scaled_job.failed_jobs_history_limit,
+        )
+        self._delete(names, policy="Background", why="history limit")
+
+    def _rollout(self) -> None:
+        """Delete Jobs of other generations, once per ScaledJob generation, unless gradual."""
+        scaled_job = self.scaled_job
+        names = rollout_to_delete(
+            [summary(job) for job in self.jobs.by_index(scaled_job.key)],
+            generation=scaled_job.generation,
+            gradual=scaled_job.rollout.gradual,
+        )
+        policy = scaled_job.rollout.propagation_policy.capitalize()
+        self._delete(names, policy=policy, why=f"rollout to generation {scaled_job.generation}")
+        self._rolled_out = True
+
+    def _delete(self, names: Sequence[str], *, policy: str, why: str) -> None:
+        for name in names:
+            try:
+                self.job_client.delete(self.scaled_job.namespace, name, propagation=policy)
+            except KubeError as error:
+                log.warning("%s", error, extra=self._log_context)
+                continue
+            log.info("deleted Job %s (%s)", name, why, extra={**self._log_context, "job": name})
+
+    # --- status and events ---
+
+    def _report_activity(self, active: bool) -> None:
+        if active != self._was_active and (self._was_active is not None or active):
+            if active:
+                self._event("ScaledJobActive", "Scaling is performed because triggers are active")
+            else:
+                self._event("ScaledJobInactive", "No trigger is active")
+        self._was_active = active
+
+    def _write_status(self, *, active: bool, errors: list[str], paused: bool) -> None:
+        if self.status is None:
+            return
+        scaled_job = self.scaled_job
+        conditions = [
+            ready_condition(errors=errors, active=active, trigger_count=len(self.scalers)),
+            active_condition(active),
+            paused_condition(paused),
+        ]
+        try:
+            self.status.update(
+                conditions,
+                active=active,
+                triggers_types=",".join(dict.fromkeys(t.type for t in scaled_job.triggers)),
+                authentications_types=",".join(
+                    dict.fromkeys(
+                        t.authentication_ref.name
+                        for t in scaled_job.triggers
+                        if t.authentication_ref
+                    )
+                ),
             )
+        except KubeError as error:
+            log.warning("%s", error, extra=self._log_context)
+
+    def _event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        if self.status is not None:
+            self.status.event(reason=reason, message=message, warning=warning)
 
     def close(self) -> None:
         for item in self.scalers:
             item.scaler.close()
+
+
+def summary(job: JobInfo) -> JobSummary:
+    return JobSummary(
+        name=job.name,
+        generation=job.generation,
+        succeeded=job.complete,
+        failed=job.failed,
+        finished_at=job.finished_at,
+    )
 
 
 def observed_job(job: JobInfo, *, deleted: bool = False) -> ObservedJob:
@@ -205,7 +242,7 @@ def observed_job(job: JobInfo, *, deleted: bool = False) -> ObservedJob:
         name=job.name,
         scaled_object_uid=job.owner_uid,
         scaled_object_name=job.scaled_job,
-        generation=job.generation,
+        generation=job.generation or 0,
         created_at=job.created_at,
         state="deleted" if deleted and not job.finished else job.state,
         finished_at=job.finished_at,

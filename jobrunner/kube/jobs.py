@@ -55,6 +55,7 @@ def build_job(scaled_job: ScaledJob) -> dict[str, Any]:
     template = spec.setdefault("template", {})
     template_metadata = template.setdefault("metadata", {})
     template_metadata.setdefault("labels", {})[NAME_LABEL] = name
+    template_metadata.setdefault("generateName", f"{name}-")
     pod_spec = template.setdefault("spec", {})
     if not pod_spec.get("restartPolicy"):
         pod_spec["restartPolicy"] = "OnFailure"
@@ -90,7 +91,8 @@ class JobInfo:
     uid: str
     scaled_job: str
     owner_uid: str
-    generation: int
+    # The ScaledJob generation the Job was made from; None when the annotation is missing.
+    generation: int | None
     created_at: datetime
     complete: bool
     failed: bool
@@ -148,14 +150,14 @@ def job_info(raw: Mapping[str, Any]) -> JobInfo | None:
         ),
         "",
     )
-    generation = str((metadata.get("annotations") or {}).get(GENERATION_ANNOTATION, "0"))
+    generation = str((metadata.get("annotations") or {}).get(GENERATION_ANNOTATION, ""))
     return JobInfo(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
         uid=str(metadata.get("uid", "")),
         scaled_job=str(owner),
         owner_uid=str(owner_uid),
-        generation=int(generation) if generation.isdigit() else 0,
+        generation=int(generation) if generation.isdigit() else None,
         created_at=parse_time(metadata.get("creationTimestamp")) or datetime.now(UTC),
         complete=complete,
         failed=failed,
@@ -225,7 +227,7 @@ def count_jobs(
 
 
 class JobClient:
-    """Creates Jobs; wraps the client's errors in KubeError."""
+    """Creates and deletes Jobs; wraps the client's errors in KubeError."""
 
     def __init__(self, api: BatchV1Api) -> None:
         self.api = api
@@ -250,6 +252,22 @@ class JobClient:
             ) from error
         created: dict[str, Any] = json.loads(response.data)
         return created
+
+    def delete(self, namespace: str, name: str, *, propagation: str = "Background") -> None:
+        """Delete a Job and, by the propagation policy, its pods; a missing Job is no error."""
+        try:
+            self.api.delete_namespaced_job(name, namespace, propagation_policy=propagation)
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise KubeError(
+                f"deleting Job {namespace}/{name} failed: HTTP {error.status} {error.reason}: "
+                f"{_api_message(error)}"
+            ) from error
+        except (HTTPError, OSError) as error:
+            raise KubeError(
+                f"deleting Job {namespace}/{name} failed: {type(error).__name__}"
+            ) from error
 
 
 def _api_message(error: ApiException) -> str:

@@ -33,8 +33,11 @@ def utcnow() -> datetime:
 def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, pool_pre_ping=True)
-    except (SQLAlchemyError, ImportError) as error:
-        raise LedgerError(f"invalid database URL {redact_url(url)}: {error}") from error
+    except (SQLAlchemyError, ImportError, ValueError) as error:
+        raise LedgerError(
+            f"invalid database URL {redact_url(url)}: {type(error).__name__}; "
+            "give sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        ) from error
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

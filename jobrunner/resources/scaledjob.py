@@ -20,6 +20,8 @@ KIND = "ScaledJob"
 PLURAL = "scaledjobs"
 
 PAUSED_ANNOTATIONS = ("autoscaling.jobrunner.dev/paused", "autoscaling.keda.sh/paused")
+# The spellings of false that Go's strconv.ParseBool accepts.
+GO_FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 DEFAULT_POLLING_INTERVAL = 30
 DEFAULT_HISTORY_LIMIT = 100
@@ -105,9 +107,16 @@ class ScaledJob:
 
     @property
     def paused(self) -> bool:
-        return any(
-            self.annotations.get(key, "").strip().lower() == "true" for key in PAUSED_ANNOTATIONS
-        )
+        """True when a pause annotation is set to anything but a false word.
+
+        KEDA reads the annotation with Go's ParseBool, so a value that does not parse
+        (such as `yes`) pauses too.
+        """
+        for key in PAUSED_ANNOTATIONS:
+            value = self.annotations.get(key)
+            if value is not None and value.strip() not in GO_FALSE_WORDS:
+                return True
+        return False
 
 
 def parse_scaled_job(obj: Mapping[str, Any]) -> ScaledJob:

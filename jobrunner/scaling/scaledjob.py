@@ -188,6 +188,8 @@ def _strategy(strategy: ScalingStrategy) -> tuple[str, StrategyFunction]:
             percentage = float(strategy.custom_scaling_running_job_percentage)
         except ValueError:
             return "default", default_strategy
+        if not math.isfinite(percentage):
+            return "default", default_strategy
         deduction = strategy.custom_scaling_queue_length_deduction or 0
 
         def custom(

@@ -16,9 +16,14 @@ from typing import Any
 import pytest
 import yaml
 from kafka import KafkaProducer
+from kubernetes import client
+from sqlalchemy import create_engine, select
+
+from jobrunner.ledger.models import JobRow
 
 START_HINT = "start the test servers with tests/env/up"
 HOLD_ANNOTATION = "jobrunner.dev/hold"
+NAME_LABEL = "scaledjob.jobrunner.dev/name"
 
 
 def read_env_file() -> dict[str, str]:
@@ -157,3 +162,24 @@ def scaled_job_manifest(
 
 def apply(servers: ServerEnv, namespace: str, manifest: dict[str, Any]) -> None:
     servers.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+def jobs_of(api: client.ApiClient, namespace: str, name: str) -> list[client.V1Job]:
+    batch = client.BatchV1Api(api)
+    return list(batch.list_namespaced_job(namespace, label_selector=f"{NAME_LABEL}={name}").items)
+
+
+def unfinished(jobs: list[client.V1Job]) -> list[client.V1Job]:
+    return [j for j in jobs if not (j.status.succeeded or j.status.failed)]
+
+
+def ledger_states(runner: RunnerProcess) -> dict[str, str]:
+    """Map each Job name in the runner's ledger to its recorded state."""
+    engine = create_engine(runner.database_url)
+    try:
+        with engine.connect() as connection:
+            return {
+                name: state for name, state in connection.execute(select(JobRow.name, JobRow.state))
+            }
+    finally:
+        engine.dispose()

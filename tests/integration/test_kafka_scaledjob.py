@@ -14,22 +14,13 @@ from tests.integration.support import (
     RunnerProcess,
     ServerEnv,
     apply,
+    jobs_of,
     scaled_job_manifest,
+    unfinished,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-NAME_LABEL = "scaledjob.jobrunner.dev/name"
-
-
-def jobs_of(api: client.ApiClient, namespace: str, name: str) -> list[client.V1Job]:
-    batch = client.BatchV1Api(api)
-    return list(batch.list_namespaced_job(namespace, label_selector=f"{NAME_LABEL}={name}").items)
-
-
-def unfinished(jobs: list[client.V1Job]) -> list[client.V1Job]:
-    return [j for j in jobs if not (j.status.succeeded or j.status.failed)]
 
 
 def ledger_rows(runner: RunnerProcess, model: type) -> int:

@@ -293,12 +293,12 @@ def test_job_info_state(
 @pytest.mark.parametrize(
     ("annotations", "expected"),
     [
-        pytest.param({}, 0, id="missing"),
-        pytest.param({GENERATION_ANNOTATION: "x"}, 0, id="not-a-number"),
+        pytest.param({}, None, id="missing"),
+        pytest.param({GENERATION_ANNOTATION: "x"}, None, id="not-a-number"),
         pytest.param({GENERATION_ANNOTATION: "12"}, 12, id="number"),
     ],
 )
-def test_job_info_generation(annotations: dict[str, str], expected: int) -> None:
+def test_job_info_generation(annotations: dict[str, str], expected: int | None) -> None:
     info = job_info(raw_job(annotations=annotations))
 
     assert info is not None

@@ -305,10 +305,6 @@ def test_parse_scaled_job_without_spec() -> None:
 
 JOBRUNNER_PAUSED = "autoscaling.jobrunner.dev/paused"
 KEDA_PAUSED = "autoscaling.keda.sh/paused"
-PARSE_BOOL_REASON = (
-    "paused only accepts the word true, but KEDA reads the annotation with Go's ParseBool "
-    "and treats 1, t and any value that does not parse as paused"
-)
 
 
 def paused(annotations: dict[str, str]) -> bool:
@@ -342,7 +338,6 @@ def test_paused_annotation(annotation: str, value: str, expected: bool) -> None:
         pytest.param("yes", id="unparseable-yes"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason=PARSE_BOOL_REASON)
 def test_keda_paused_annotation_parse_bool(value: str) -> None:
     assert paused({KEDA_PAUSED: value}) is True
 
