@@ -1,8 +1,8 @@
 """One poll of one ScaledJob: measure, count, decide, create, clean up, report.
 
-A poll measures the triggers, counts the unfinished Jobs from the watch caches, decides with
-the pure functions of `jobrunner.scaling`, creates the Jobs and records them in the ledger,
-deletes finished Jobs beyond the history limits, and updates the ScaledJob's status.
+A poll measures the triggers and counts the unfinished Jobs from the watch caches. It decides
+with the pure functions of `jobrunner.scaling`, creates the Jobs and records them in the
+ledger. Then it deletes finished Jobs beyond the history limits and updates the status.
 """
 
 from __future__ import annotations
@@ -157,10 +157,14 @@ class ScaledJobPoller:
             successful_limit=scaled_job.successful_jobs_history_limit,
             failed_limit=scaled_job.failed_jobs_history_limit,
         )
-        self._delete(names, policy="Background", why="history limit")
+        self._delete(names, policy="Background", reason="history limit")
 
     def _rollout(self) -> None:
-        """Delete Jobs of other generations, once per ScaledJob generation, unless gradual."""
+        """Delete Jobs of other generations unless the rollout is gradual.
+
+        It runs before the first poll of each new poller, that is after every change of the
+        spec, labels or annotations, and once when the runner starts.
+        """
         scaled_job = self.scaled_job
         names = rollout_to_delete(
             [summary(job) for job in self.jobs.by_index(scaled_job.key)],
@@ -168,17 +172,17 @@ class ScaledJobPoller:
             gradual=scaled_job.rollout.gradual,
         )
         policy = scaled_job.rollout.propagation_policy.capitalize()
-        self._delete(names, policy=policy, why=f"rollout to generation {scaled_job.generation}")
+        self._delete(names, policy=policy, reason=f"rollout to generation {scaled_job.generation}")
         self._rolled_out = True
 
-    def _delete(self, names: Sequence[str], *, policy: str, why: str) -> None:
+    def _delete(self, names: Sequence[str], *, policy: str, reason: str) -> None:
         for name in names:
             try:
                 self.job_client.delete(self.scaled_job.namespace, name, propagation=policy)
             except KubeError as error:
                 log.warning("%s", error, extra=self._log_context)
                 continue
-            log.info("deleted Job %s (%s)", name, why, extra={**self._log_context, "job": name})
+            log.info("deleted Job %s (%s)", name, reason, extra={**self._log_context, "job": name})
 
     # --- status and events ---
 
@@ -235,7 +239,7 @@ def summary(job: JobInfo) -> JobSummary:
 
 
 def observed_job(job: JobInfo, *, deleted: bool = False) -> ObservedJob:
-    """The ledger's view of a Job; a Job deleted before it finished is recorded as deleted."""
+    """Convert a Job to the ledger's record; a Job deleted before it finished reads deleted."""
     return ObservedJob(
         uid=job.uid,
         namespace=job.namespace,
