@@ -5,12 +5,16 @@ Every failure prints one `error: ...` line and exits 1; `--debug` shows the trac
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +22,7 @@ import click
 from jobrunner import __version__
 from jobrunner.config import DEFAULT_DATABASE_URL, RunnerSettings
 from jobrunner.errors import JobRunnerError
+from jobrunner.ledger.records import JOB_STATES
 from jobrunner.logconfig import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,15 +98,41 @@ def main(log_level: str, log_format: str, debug: bool) -> None:
     type=click.IntRange(1, 256),
     help="Threads that run polls; bounds how many polls run at once.",
 )
+@click.option(
+    "--retention-days",
+    envvar="JOBRUNNER_RETENTION_DAYS",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Delete ledger rows of Jobs created more than this many days ago (default: keep all).",
+)
+@click.option(
+    "--retention-max-jobs",
+    envvar="JOBRUNNER_RETENTION_MAX_JOBS",
+    default=None,
+    type=click.IntRange(1),
+    help="Keep at most this many Jobs in the ledger, deleting the oldest (default: no limit).",
+)
 @reports_errors
-def run(database_url: str, namespace: str | None, kubeconfig: str | None, workers: int) -> None:
+def run(
+    database_url: str,
+    namespace: str | None,
+    kubeconfig: str | None,
+    workers: int,
+    retention_days: float | None,
+    retention_max_jobs: int | None,
+) -> None:
     """Watch ScaledJobs and create Jobs from their triggers until interrupted."""
     from jobrunner.controller.runner import Runner
     from jobrunner.kube.client import load_api_client
     from jobrunner.ledger.store import LedgerStore
 
     settings = RunnerSettings(
-        database_url=database_url, namespace=namespace, kubeconfig=kubeconfig, workers=workers
+        database_url=database_url,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        workers=workers,
+        retention_days=retention_days,
+        retention_max_jobs=retention_max_jobs,
     )
     ledger = LedgerStore.open(settings.database_url)
     runner = Runner(settings, api=load_api_client(settings.kubeconfig), ledger=ledger)
@@ -140,6 +171,35 @@ def upgrade(database_url: str) -> None:
 
 @db.command()
 @database_url_option
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Delete Jobs created more than this many days ago.",
+)
+@click.option(
+    "--max-jobs", type=click.IntRange(1), default=None, help="Keep only this many newest Jobs."
+)
+@reports_errors
+def prune(database_url: str, older_than_days: float | None, max_jobs: int | None) -> None:
+    """Delete old Jobs, their pods and their decisions from the ledger."""
+    from jobrunner.ledger.store import LedgerStore
+
+    if older_than_days is None and max_jobs is None:
+        raise click.UsageError("give --older-than-days, --max-jobs or both")
+    store = LedgerStore.open(database_url)
+    try:
+        older_than = (
+            datetime.now(UTC) - timedelta(days=older_than_days) if older_than_days else None
+        )
+        pruned = store.prune(older_than=older_than, max_jobs=max_jobs)
+    finally:
+        store.close()
+    click.echo(f"deleted {pruned} Jobs from the ledger")
+
+
+@db.command()
+@database_url_option
 @reports_errors
 def current(database_url: str) -> None:
     """Print the ledger's schema revision and the one this version needs."""
@@ -155,6 +215,22 @@ def current(database_url: str) -> None:
 
 @main.command()
 @database_url_option
+@click.option("--scaled-job", default=None, help="Only Jobs of the ScaledJob with this name.")
+@click.option("--namespace", "-n", default=None, help="Only Jobs in this namespace.")
+@click.option(
+    "--status",
+    "states",
+    multiple=True,
+    type=click.Choice(JOB_STATES),
+    help="Only Jobs in this state; repeat for several.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only Jobs created since WHEN: a duration back from now (30m, 24h, 7d) or an ISO "
+    "8601 time (2026-01-31T12:00:00Z).",
+)
 @click.option(
     "--limit",
     default=50,
@@ -168,22 +244,56 @@ def current(database_url: str) -> None:
     "output",
     default="table",
     show_default=True,
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(["table", "json", "csv"]),
     help="Output format.",
 )
 @reports_errors
-def history(database_url: str, limit: int, output: str) -> None:
+def history(
+    database_url: str,
+    scaled_job: str | None,
+    namespace: str | None,
+    states: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    output: str,
+) -> None:
     """List the Jobs in the ledger, newest first."""
+    from jobrunner.ledger.records import HistoryFilter
     from jobrunner.ledger.store import LedgerStore
 
+    selection = HistoryFilter(
+        scaled_job=scaled_job,
+        namespace=namespace,
+        states=states,
+        since=parse_since(since) if since else None,
+        limit=limit,
+    )
     store = LedgerStore.open(database_url)
     try:
-        records = store.history(limit=limit)
+        records = store.history(selection)
     finally:
         store.close()
     if output == "json":
         click.echo(json.dumps([r.as_dict() for r in records], indent=2))
-        return
+    elif output == "csv":
+        click.echo(history_csv(records), nl=False)
+    else:
+        click.echo(history_table(records))
+
+
+HISTORY_COLUMNS = (
+    "NAMESPACE",
+    "SCALEDJOB",
+    "JOB",
+    "STATE",
+    "CREATED",
+    "DURATION",
+    "EXIT",
+    "REASON",
+)
+
+
+def history_table(records: Sequence[Any]) -> str:
     rows = [
         (
             r.namespace,
@@ -191,13 +301,40 @@ def history(database_url: str, limit: int, output: str) -> None:
             r.name,
             r.state,
             _time(r.created_at),
-            _time(r.finished_at) if r.finished_at else "-",
+            f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-",
+            "-" if r.exit_code is None else str(r.exit_code),
+            r.reason or "-",
         )
         for r in records
     ]
-    click.echo(
-        format_table(("NAMESPACE", "SCALEDJOB", "JOB", "STATE", "CREATED", "FINISHED"), rows)
-    )
+    return format_table(HISTORY_COLUMNS, rows)
+
+
+def history_csv(records: Sequence[Any]) -> str:
+    buffer = io.StringIO()
+    fields = list(records[0].as_dict()) if records else ["uid"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        row = record.as_dict()
+        row["pods"] = " ".join(row["pods"])
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def parse_since(text: str) -> datetime:
+    """Parse `30m`, `24h`, `7d` (back from now) or an ISO 8601 time into an aware datetime."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            "give a duration such as 30m, 24h or 7d, or an ISO 8601 time", param_hint="--since"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _time(value: Any) -> str:

@@ -22,11 +22,17 @@ class RunnerSettings:
     kubeconfig: str | None = None
     workers: int = 8
     broker_timeout_seconds: float = 5.0
+    # Ledger retention, off unless set: Jobs created more than this many days ago, and the
+    # oldest Jobs beyond this count, are deleted every retention_interval_seconds.
+    retention_days: float | None = None
+    retention_max_jobs: int | None = None
+    retention_interval_seconds: int = 3600
 
     def __repr__(self) -> str:
         # The database URL can carry a password.
         return (
             f"RunnerSettings(database_url={redact_url(self.database_url)!r}, "
             f"namespace={self.namespace!r}, kubeconfig={self.kubeconfig!r}, "
-            f"workers={self.workers}, broker_timeout_seconds={self.broker_timeout_seconds})"
+            f"workers={self.workers}, broker_timeout_seconds={self.broker_timeout_seconds}, "
+            f"retention_days={self.retention_days}, retention_max_jobs={self.retention_max_jobs})"
         )

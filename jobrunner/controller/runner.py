@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -21,12 +21,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from kubernetes import client
 
 from jobrunner.config import RunnerSettings
-from jobrunner.controller.scaledjob import ScaledJobPoller, observed_job
+from jobrunner.controller.scaledjob import ScaledJobPoller, observed_job, observed_pod
 from jobrunner.controller.triggers import build_scalers
 from jobrunner.errors import InvalidSpecError, JobRunnerError, KubeError, LedgerError
 from jobrunner.kube.cache import WatchCache
 from jobrunner.kube.client import job_list_call, pod_list_call, scaled_job_list_call
-from jobrunner.kube.jobs import JobClient, JobInfo, PodInfo, job_info, pod_info
+from jobrunner.kube.jobs import JobClient
+from jobrunner.kube.records import JobInfo, PodInfo, job_info, pod_info
 from jobrunner.kube.status import (
     StatusWriter,
     active_condition,
@@ -96,6 +97,7 @@ class Runner:
 
     def start(self) -> None:
         self.jobs.add_listener(self._on_job)
+        self.pods.add_listener(self._on_pod)
         # Jobs and Pods must be known before the first poll counts them.
         for cache in (self.jobs, self.pods):
             cache.start()
@@ -105,7 +107,9 @@ class Runner:
                     f"listing {cache.name} did not succeed within "
                     f"{CACHE_READY_SECONDS}s; check the API server and RBAC"
                 )
+        self._reconcile_deleted_jobs()
         self.scheduler.start()
+        self._schedule_retention()
         self.scaled_jobs.add_listener(self._on_scaled_job)
         self.scaled_jobs.start()
         if not self.scaled_jobs.wait_ready(CACHE_READY_SECONDS):
@@ -267,7 +271,53 @@ class Runner:
                 extra=context(namespace=scaled_job.namespace, scaled_job=scaled_job.name),
             )
 
-    # --- Job events ---
+    # --- Job and Pod events ---
+
+    def _reconcile_deleted_jobs(self) -> None:
+        present = {job.uid for job in self.jobs.values()}
+        try:
+            missing = self.ledger.mark_missing_jobs(present, namespace=self.settings.namespace)
+        except LedgerError as error:
+            log.error("%s", error)
+            return
+        if missing:
+            log.info("marked %d Jobs deleted while the runner was stopped", missing)
+
+    def _schedule_retention(self) -> None:
+        settings = self.settings
+        if settings.retention_days is None and settings.retention_max_jobs is None:
+            return
+        self.scheduler.add_job(
+            self._prune,
+            "interval",
+            seconds=settings.retention_interval_seconds,
+            id="ledger-retention",
+            next_run_time=datetime.now(UTC),
+            name="ledger retention",
+        )
+
+    def _prune(self) -> None:
+        settings = self.settings
+        older_than = (
+            datetime.now(UTC) - timedelta(days=settings.retention_days)
+            if settings.retention_days is not None
+            else None
+        )
+        try:
+            pruned = self.ledger.prune(older_than=older_than, max_jobs=settings.retention_max_jobs)
+        except LedgerError as error:
+            log.error("%s", error)
+            return
+        if pruned:
+            log.info("ledger retention removed %d Jobs", pruned)
+
+    def _on_pod(self, event: str, pod: PodInfo, _previous: Any) -> None:
+        if not pod.uid or not pod.job_uid:
+            return
+        try:
+            self.ledger.observe_pod(observed_pod(pod))
+        except LedgerError as error:
+            log.error("%s", error, extra=context(namespace=pod.namespace, job=pod.job_name))
 
     def _on_job(self, event: str, job: JobInfo, _previous: Any) -> None:
         if not job.owner_uid:

@@ -14,24 +14,20 @@ from typing import Any
 from jobrunner.controller.triggers import TriggerScaler, measure_triggers
 from jobrunner.errors import KubeError, LedgerError
 from jobrunner.kube.cache import WatchCache
-from jobrunner.kube.jobs import (
-    JobClient,
-    JobInfo,
-    PodInfo,
-    build_job,
-    count_jobs,
-    job_info,
-)
+from jobrunner.kube.jobs import JobClient, build_job
+from jobrunner.kube.records import JobInfo, PodInfo, job_info
 from jobrunner.kube.status import (
     StatusWriter,
     active_condition,
     paused_condition,
     ready_condition,
 )
-from jobrunner.ledger.store import DecisionInput, LedgerStore, ObservedJob
+from jobrunner.ledger.records import DecisionInput, ObservedJob, ObservedPod
+from jobrunner.ledger.store import LedgerStore
 from jobrunner.logconfig import context
 from jobrunner.resources.scaledjob import ScaledJob
 from jobrunner.scaling.cleanup import JobSummary, history_to_delete, rollout_to_delete
+from jobrunner.scaling.counts import count_jobs
 from jobrunner.scaling.scaledjob import Decision, TriggerValue, decide
 
 log = logging.getLogger(__name__)
@@ -250,6 +246,25 @@ def observed_job(job: JobInfo, *, deleted: bool = False) -> ObservedJob:
         created_at=job.created_at,
         state="deleted" if deleted and not job.finished else job.state,
         finished_at=job.finished_at,
+        reason=job.reason,
+        message=job.message,
+    )
+
+
+def observed_pod(pod: PodInfo) -> ObservedPod:
+    """Convert a pod to the ledger's record of it."""
+    return ObservedPod(
+        uid=pod.uid,
+        job_uid=pod.job_uid,
+        namespace=pod.namespace,
+        name=pod.name,
+        node=pod.node,
+        phase=pod.phase,
+        started_at=pod.started_at,
+        finished_at=pod.finished_at,
+        exit_code=pod.exit_code,
+        termination_reason=pod.termination_reason,
+        restarts=pod.restarts,
     )
 
 

@@ -12,7 +12,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from jobrunner.errors import KubeError
-from jobrunner.kube.jobs import NAME_LABEL
+from jobrunner.kube.records import NAME_LABEL
 from jobrunner.resources.scaledjob import GROUP, PLURAL, VERSION
 
 

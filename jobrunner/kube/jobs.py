@@ -1,12 +1,9 @@
-"""Jobs and Pods of ScaledJobs: the Job manifest, slim records, and the counts a poll needs."""
+"""The Jobs of ScaledJobs: the manifest of a new Job, and creating and deleting Jobs."""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client import BatchV1Api
@@ -15,17 +12,15 @@ from urllib3.exceptions import HTTPError
 
 from jobrunner import __version__
 from jobrunner.errors import KubeError
+from jobrunner.kube.records import GENERATION_ANNOTATION, NAME_LABEL
 from jobrunner.resources.scaledjob import API_VERSION, KIND, ScaledJob
 
-NAME_LABEL = "scaledjob.jobrunner.dev/name"
-GENERATION_ANNOTATION = "scaledjob.jobrunner.dev/generation"
 EXCLUDED_LABELS_ANNOTATIONS = (
     "scaledjob.jobrunner.dev/job-excluded-labels",
     "scaledjob.keda.sh/job-excluded-labels",
 )
 # Copying kubectl's record of the last applied ScaledJob onto every Job only wastes etcd space.
 NOT_COPIED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
 def build_job(scaled_job: ScaledJob) -> dict[str, Any]:
@@ -80,150 +75,6 @@ def build_job(scaled_job: ScaledJob) -> dict[str, Any]:
         },
         "spec": spec,
     }
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """The fields of a Job the runner reads."""
-
-    namespace: str
-    name: str
-    uid: str
-    scaled_job: str
-    owner_uid: str
-    # The ScaledJob generation the Job was made from; None when the annotation is missing.
-    generation: int | None
-    created_at: datetime
-    complete: bool
-    failed: bool
-    ready_pods: int
-    finished_at: datetime | None
-
-    @property
-    def finished(self) -> bool:
-        return self.complete or self.failed
-
-    @property
-    def owner_key(self) -> str:
-        return f"{self.namespace}/{self.scaled_job}"
-
-    @property
-    def state(self) -> str:
-        if self.complete:
-            return "succeeded"
-        if self.failed:
-            return "failed"
-        return "running" if self.ready_pods > 0 else "pending"
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    namespace: str
-    name: str
-    job_name: str
-    phase: str
-    true_conditions: frozenset[str]
-
-    @property
-    def job_key(self) -> str:
-        return f"{self.namespace}/{self.job_name}"
-
-
-def job_info(raw: Mapping[str, Any]) -> JobInfo | None:
-    metadata = raw.get("metadata") or {}
-    owner = (metadata.get("labels") or {}).get(NAME_LABEL)
-    if not owner:
-        return None
-    status = raw.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    complete = conditions.get("Complete", {}).get("status") == "True"
-    failed = conditions.get("Failed", {}).get("status") == "True"
-    finished_at = None
-    if complete or failed:
-        finished = conditions["Complete" if complete else "Failed"]
-        finished_at = parse_time(status.get("completionTime") or finished.get("lastTransitionTime"))
-    owner_uid = next(
-        (
-            ref.get("uid", "")
-            for ref in metadata.get("ownerReferences") or []
-            if ref.get("controller")
-        ),
-        "",
-    )
-    generation = str((metadata.get("annotations") or {}).get(GENERATION_ANNOTATION, ""))
-    return JobInfo(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        uid=str(metadata.get("uid", "")),
-        scaled_job=str(owner),
-        owner_uid=str(owner_uid),
-        generation=int(generation) if generation.isdigit() else None,
-        created_at=parse_time(metadata.get("creationTimestamp")) or datetime.now(UTC),
-        complete=complete,
-        failed=failed,
-        ready_pods=int(status.get("ready") or 0),
-        finished_at=finished_at,
-    )
-
-
-def pod_info(raw: Mapping[str, Any]) -> PodInfo | None:
-    metadata = raw.get("metadata") or {}
-    labels = metadata.get("labels") or {}
-    job_name = next((labels[key] for key in JOB_NAME_LABELS if labels.get(key)), None)
-    if not job_name:
-        return None
-    status = raw.get("status") or {}
-    true_conditions = frozenset(
-        str(c.get("type")) for c in status.get("conditions") or [] if c.get("status") == "True"
-    )
-    return PodInfo(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        job_name=str(job_name),
-        phase=str(status.get("phase") or "Pending"),
-        true_conditions=true_conditions,
-    )
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-@dataclass(frozen=True)
-class JobCounts:
-    """Unfinished Jobs of a ScaledJob; `pending` is the part whose pods have not started."""
-
-    running: int
-    pending: int
-
-
-def count_jobs(
-    jobs: Iterable[JobInfo],
-    pods_of: Any,
-    *,
-    pending_pod_conditions: tuple[str, ...] = (),
-) -> JobCounts:
-    """Count unfinished Jobs, and those of them still pending, as KEDA counts them.
-
-    A Job is pending when none of its pods is Running or Succeeded; with
-    `pending_pod_conditions`, when no single pod has every listed condition True.
-    `pods_of(job_key)` returns the pods of one Job.
-    """
-    running = pending = 0
-    for job in jobs:
-        if job.finished:
-            continue
-        running += 1
-        pods: list[PodInfo] = pods_of(f"{job.namespace}/{job.name}")
-        if pending_pod_conditions:
-            wanted = set(pending_pod_conditions)
-            started = any(wanted <= pod.true_conditions for pod in pods)
-        else:
-            started = any(pod.phase in ("Running", "Succeeded") for pod in pods)
-        pending += not started
-    return JobCounts(running=running, pending=pending)
 
 
 class JobClient:

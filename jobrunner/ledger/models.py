@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,7 +72,7 @@ class ScalingDecisionRow(Base):
 
 
 class JobRow(Base):
-    """A Kubernetes Job the runner created, with its last known state."""
+    """A Kubernetes Job the runner created, with its lifecycle as the watches reported it."""
 
     __tablename__ = "jobs"
 
@@ -82,12 +83,51 @@ class JobRow(Base):
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("scaling_decisions.id"))
     scaled_object_generation: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
-    # pending, running, succeeded, failed or deleted
+    # pending, running, succeeded, failed, or deleted (removed before it finished)
     state: Mapped[str] = mapped_column(String(16))
     state_changed_at: Mapped[datetime]
+    # When the first container of the Job's first pod started running.
+    started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # finished_at - started_at, in seconds; NULL until both are known.
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    # The Complete or Failed condition's reason and message, such as BackoffLimitExceeded.
+    reason: Mapped[str | None] = mapped_column(String(128))
+    message: Mapped[str | None] = mapped_column(Text)
+    # The exit code of the last pod that finished.
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    # Pods created for the Job plus container restarts inside them.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_object_created", "scaled_object_uid", "created_at"),
+        Index("ix_jobs_state_finished", "state", "finished_at"),
     )
+
+
+class JobPodRow(Base):
+    """A pod of a recorded Job.
+
+    `job_uid` refers to jobs.uid without a foreign key, because a pod's watch event can reach
+    the ledger before its Job's.
+    """
+
+    __tablename__ = "job_pods"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_uid: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(253))
+    name: Mapped[str] = mapped_column(String(253))
+    node: Mapped[str | None] = mapped_column(String(253))
+    # Pending, Running, Succeeded, Failed or Unknown, as Kubernetes reports it
+    phase: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    # The container's termination reason, such as Completed, Error or OOMKilled.
+    termination_reason: Mapped[str | None] = mapped_column(String(128))
+    restarts: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_job_pods_job_uid", "job_uid"),)

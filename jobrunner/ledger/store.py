@@ -1,14 +1,14 @@
 """The ledger store: writes what the runner did and reads it back for `jobrunner history`.
 
 Every write is one short transaction. Rows are keyed by Kubernetes uids, and writes are
-idempotent upserts, so a replayed watch event or a restarted runner never adds a duplicate.
+idempotent upserts (INSERT ... ON CONFLICT DO NOTHING, then UPDATE), so a replayed watch
+event, a restarted runner or two runners sharing one PostgreSQL ledger never add a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +18,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobrunner.errors import LedgerError
-from jobrunner.ledger.models import JobRow, ScaledObjectRow, ScalingDecisionRow
+from jobrunner.ledger.history import prune_rows, query_history
+from jobrunner.ledger.models import JobPodRow, JobRow, ScaledObjectRow, ScalingDecisionRow
+from jobrunner.ledger.records import (
+    KEPT_STATES,
+    DecisionInput,
+    HistoryFilter,
+    JobRecord,
+    ObservedJob,
+    ObservedPod,
+)
 from jobrunner.ledger.schema import check_schema
 from jobrunner.ledger.urls import redact_url
-
-# States a Job never leaves once recorded.
-KEPT_STATES = ("succeeded", "failed", "deleted")
 
 
 def utcnow() -> datetime:
@@ -51,63 +57,6 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A Job as `jobrunner history` shows it."""
-
-    uid: str
-    namespace: str
-    name: str
-    scaled_job: str
-    created_at: datetime
-    state: str
-    finished_at: datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "namespace": self.namespace,
-            "name": self.name,
-            "scaledJob": self.scaled_job,
-            "createdAt": self.created_at.isoformat(),
-            "state": self.state,
-            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
-        }
-
-
-@dataclass(frozen=True)
-class ObservedJob:
-    """A Job as a watch event shows it; `state` is pending, running, succeeded, failed or
-    deleted."""
-
-    uid: str
-    namespace: str
-    name: str
-    scaled_object_uid: str
-    scaled_object_name: str
-    generation: int
-    created_at: datetime
-    state: str
-    finished_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class DecisionInput:
-    """The numbers of one poll that created Jobs, as the ledger stores them."""
-
-    scaled_object_uid: str
-    generation: int
-    strategy: str
-    active: bool
-    queue_length: float
-    max_scale: int
-    running: int
-    pending: int
-    effective_max_scale: int
-    jobs_requested: int
-    triggers: Sequence[dict[str, Any]]
 
 
 class LedgerStore:
@@ -222,6 +171,8 @@ class LedgerStore:
             values: dict[str, Any] = {"state": job.state, "state_changed_at": now}
             if job.finished_at is not None:
                 values["finished_at"] = job.finished_at
+            if job.reason:
+                values.update(reason=job.reason[:128], message=job.message)
             session.execute(
                 update(JobRow)
                 .where(
@@ -231,27 +182,64 @@ class LedgerStore:
                 )
                 .values(**values)
             )
+            _refresh_job(session, job.uid)
 
-    def history(self, *, limit: int = 50) -> list[JobRecord]:
-        query = (
-            select(JobRow, ScaledObjectRow.name)
-            .join(ScaledObjectRow, JobRow.scaled_object_uid == ScaledObjectRow.uid)
-            .order_by(JobRow.created_at.desc(), JobRow.name.desc())
-            .limit(limit)
-        )
-        with self._session("history query") as session:
-            return [
-                JobRecord(
-                    uid=job.uid,
-                    namespace=job.namespace,
-                    name=job.name,
-                    scaled_job=owner,
-                    created_at=_aware(job.created_at),
-                    state=job.state,
-                    finished_at=_aware(job.finished_at) if job.finished_at else None,
+    def observe_pod(self, pod: ObservedPod) -> None:
+        """Insert or update a Job's pod, then the Job's start, exit code and attempts."""
+        values: dict[str, Any] = {
+            "job_uid": pod.job_uid,
+            "namespace": pod.namespace,
+            "name": pod.name,
+            "node": pod.node or None,
+            "phase": pod.phase,
+            "started_at": pod.started_at,
+            "finished_at": pod.finished_at,
+            "exit_code": pod.exit_code,
+            "termination_reason": pod.termination_reason[:128] or None,
+            "restarts": pod.restarts,
+            "updated_at": utcnow(),
+        }
+        with self._session("write of a Job's pod") as session:
+            _insert_ignore(session, JobPodRow, uid=pod.uid, **values)
+            # A pod that has finished keeps its final phase if an older event arrives late.
+            session.execute(
+                update(JobPodRow)
+                .where(JobPodRow.uid == pod.uid, JobPodRow.phase.not_in(("Succeeded", "Failed")))
+                .values(**values)
+            )
+            _refresh_job(session, pod.job_uid)
+
+    def mark_missing_jobs(self, present_uids: set[str], *, namespace: str | None) -> int:
+        """Mark unfinished Jobs that no longer exist as deleted; return how many.
+
+        The runner calls this after its Job cache has listed the cluster, so Jobs deleted
+        while it was stopped do not stay pending forever. Their real outcome is unknown.
+        """
+        query = select(JobRow.uid).where(JobRow.state.not_in(KEPT_STATES))
+        if namespace is not None:
+            query = query.where(JobRow.namespace == namespace)
+        with self._session("reconciliation of deleted Jobs") as session:
+            missing = [uid for uid in session.scalars(query) if uid not in present_uids]
+            if missing:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.uid.in_(missing), JobRow.state.not_in(KEPT_STATES))
+                    .values(state="deleted", state_changed_at=utcnow())
                 )
-                for job, owner in session.execute(query)
-            ]
+            return len(missing)
+
+    def history(self, selection: HistoryFilter | None = None) -> list[JobRecord]:
+        """Return recorded Jobs, newest first, matching `selection`."""
+        with self._session("history query") as session:
+            return query_history(session, selection or HistoryFilter())
+
+    def prune(self, *, older_than: datetime | None = None, max_jobs: int | None = None) -> int:
+        """Delete Jobs created before `older_than`, then the oldest beyond `max_jobs`.
+
+        Their pods and the decisions left without Jobs go too. Returns the Jobs deleted.
+        """
+        with self._session("retention pruning") as session:
+            return prune_rows(session, older_than=older_than, max_jobs=max_jobs)
 
     def count_jobs(self) -> int:
         with self._session("count of Jobs") as session:
@@ -287,9 +275,33 @@ def _insert_job(session: Session, job: ObservedJob, *, decision_id: int | None) 
         state=job.state,
         state_changed_at=utcnow(),
         finished_at=job.finished_at,
+        reason=job.reason[:128] or None,
+        message=job.message or None,
     )
 
 
-def _aware(value: datetime) -> datetime:
+def _refresh_job(session: Session, job_uid: str) -> None:
+    """Derive a Job's start, exit code, attempts and duration from its pods and its finish."""
+    job = session.get(JobRow, job_uid)
+    if job is None:
+        return
+    pods = list(session.scalars(select(JobPodRow).where(JobPodRow.job_uid == job_uid)))
+    starts = [aware(p.started_at) for p in pods if p.started_at is not None]
+    finished = sorted(
+        (p for p in pods if p.finished_at is not None and p.exit_code is not None),
+        key=lambda p: aware(p.finished_at),  # type: ignore[arg-type]
+    )
+    if pods:
+        job.attempts = len(pods) + sum(p.restarts for p in pods)
+    if starts:
+        job.started_at = min(starts)
+    if finished:
+        job.exit_code = finished[-1].exit_code
+    if job.finished_at is not None and job.started_at is not None:
+        duration = (aware(job.finished_at) - aware(job.started_at)).total_seconds()
+        job.duration_seconds = max(duration, 0.0)
+
+
+def aware(value: datetime) -> datetime:
     """SQLite returns naive datetimes; the ledger stores UTC, so attach it."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)

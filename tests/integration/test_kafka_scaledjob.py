@@ -15,6 +15,7 @@ from tests.integration.support import (
     ServerEnv,
     apply,
     jobs_of,
+    ledger_states,
     scaled_job_manifest,
     unfinished,
     wait_for,
@@ -162,3 +163,55 @@ def test_restart_reconciles_job_states(
     )
     assert len(states()) == 4
     engine.dispose()
+
+
+def test_kill_mid_burst_then_restart(servers: ServerEnv, api, namespace, make_topic, start_runner):
+    topic = make_topic(10)
+    topic.produce(200)
+    runner = start_runner(namespace)
+    apply(servers, namespace, scaled_job_manifest("burst", topic, max_replicas=10))
+    wait_for(
+        lambda: jobs_of(api, namespace, "burst"),
+        timeout=20,
+        interval=0.02,
+        what="the first Job of the burst",
+    )
+    runner.process.kill()  # SIGKILL: no clean shutdown, whatever the runner was doing
+    runner.process.wait()
+
+    # While the runner is down, two Jobs finish and one is deleted by hand.
+    jobs = sorted(j.metadata.name for j in jobs_of(api, namespace, "burst"))
+    assert jobs, "the runner created no Job before it was killed"
+    finished, removed = jobs[:2], jobs[2:3]
+    release_pods(api, namespace, finished)
+    batch = client.BatchV1Api(api)
+    for name in removed:
+        batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    wait_for(
+        lambda: all(
+            j.status.succeeded
+            for j in jobs_of(api, namespace, "burst")
+            if j.metadata.name in finished
+        ),
+        timeout=20,
+        what="the released Jobs to complete while the runner is down",
+    )
+
+    second = start_runner(namespace, upgrade=False)
+    wait_for(lambda: "runner started" in second.log(), timeout=30, what="the restart")
+
+    def consistent() -> bool:
+        cluster = {j.metadata.name: j for j in jobs_of(api, namespace, "burst")}
+        states = ledger_states(second)
+        if any(name not in states for name in cluster):
+            return False
+        if any(states[name] != "succeeded" for name in finished):
+            return False
+        return all(states.get(name) == "deleted" for name in removed if name not in cluster)
+
+    wait_for(consistent, timeout=20, what="the ledger to match the cluster after the restart")
+    engine = create_engine(second.database_url)
+    with engine.connect() as connection:
+        names = [name for (name,) in connection.execute(select(JobRow.name))]
+    engine.dispose()
+    assert len(names) == len(set(names)), "a Job was recorded twice"

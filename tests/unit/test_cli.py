@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jobrunner.cli import main
+from jobrunner.ledger.records import ObservedJob
 from jobrunner.ledger.schema import head_revision, upgrade
-from jobrunner.ledger.store import LedgerStore, ObservedJob
+from jobrunner.ledger.store import LedgerStore
 
 NOISY_LOGGERS = ("kafka", "kubernetes", "urllib3", "apscheduler", "alembic")
 
@@ -55,7 +56,9 @@ def test_history_empty_ledger(database_url: str) -> None:
     result = invoke("history", "--database-url", database_url)
 
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == ["NAMESPACE  SCALEDJOB  JOB  STATE  CREATED  FINISHED"]
+    assert result.stdout.splitlines() == [
+        "NAMESPACE  SCALEDJOB  JOB  STATE  CREATED  DURATION  EXIT  REASON"
+    ]
 
 
 def test_history_json_empty_ledger(database_url: str) -> None:
@@ -95,7 +98,13 @@ def test_history_json_lists_jobs(database_url: str) -> None:
             "scaledJob": "orders",
             "createdAt": "2026-01-02T03:04:05+00:00",
             "state": "running",
+            "startedAt": None,
             "finishedAt": None,
+            "durationSeconds": None,
+            "exitCode": None,
+            "reason": "",
+            "attempts": 0,
+            "pods": [],
         }
     ]
 

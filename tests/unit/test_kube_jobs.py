@@ -9,18 +9,17 @@ from typing import Any
 import pytest
 
 from jobrunner import __version__
-from jobrunner.kube.jobs import (
+from jobrunner.kube.jobs import build_job
+from jobrunner.kube.records import (
     GENERATION_ANNOTATION,
     NAME_LABEL,
-    JobCounts,
     JobInfo,
     PodInfo,
-    build_job,
-    count_jobs,
     job_info,
     pod_info,
 )
 from jobrunner.resources.scaledjob import ScaledJob, Trigger
+from jobrunner.scaling.counts import JobCounts, count_jobs
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

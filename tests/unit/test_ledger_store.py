@@ -12,8 +12,9 @@ from sqlalchemy import create_engine, select, text
 from jobrunner.config import RunnerSettings
 from jobrunner.errors import SchemaOutdatedError
 from jobrunner.ledger.models import JobRow, ScalingDecisionRow
+from jobrunner.ledger.records import DecisionInput, HistoryFilter, ObservedJob
 from jobrunner.ledger.schema import upgrade
-from jobrunner.ledger.store import DecisionInput, LedgerStore, ObservedJob
+from jobrunner.ledger.store import LedgerStore
 from jobrunner.ledger.urls import redact_url
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -223,7 +224,7 @@ def test_history_limit(store: LedgerStore) -> None:
             observed(f"job-{minutes}", created_at=CREATED + timedelta(minutes=minutes))
         )
 
-    names = [record.name for record in store.history(limit=2)]
+    names = [record.name for record in store.history(HistoryFilter(limit=2))]
 
     assert names == ["job-2", "job-1"]
 
@@ -240,7 +241,13 @@ def test_history_record_fields(store: LedgerStore) -> None:
         "scaledJob": "orders",
         "createdAt": "2026-01-02T03:04:05+00:00",
         "state": "pending",
+        "startedAt": None,
         "finishedAt": None,
+        "durationSeconds": None,
+        "exitCode": None,
+        "reason": "",
+        "attempts": 0,
+        "pods": [],
     }
 
 
