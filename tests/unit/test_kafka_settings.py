@@ -402,6 +402,7 @@ def test_error_names_subject_and_field() -> None:
         "activationLagThreshold",
         "offsetResetPolicy",
         "partitionLimitation",
+        "version",
         *BOOLEAN_ATTRIBUTES,
     ],
 )
