@@ -127,6 +127,24 @@ class MetadataReader:
         text = self.string(name, sources=sources, required=required)
         return tuple(item.strip() for item in text.split(",") if item.strip()) if text else ()
 
+    def key_value_pairs(self, name: str, *, sources: str = "M") -> tuple[tuple[str, str], ...]:
+        """Read a `k1=v1,k2=v2` list; an item without exactly one `=` is a problem.
+
+        Keys and values are kept untrimmed, as KEDA's Kafka scaler keeps oauthExtensions.
+        """
+        found = self.raw(name, sources)
+        if found is None:
+            return ()
+        text, letter = found
+        pairs = []
+        for item in text.split(","):
+            key, separator, value = item.partition("=")
+            if not separator or "=" in value:
+                self.problem(name, "must be a list of key=value pairs", where=letter)
+                return ()
+            pairs.append((key, value))
+        return tuple(pairs)
+
     def check(self) -> None:
         if self.problems:
             raise InvalidSpecError(self.source.subject, self.problems)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from jobrunner.errors import InvalidSpecError
-from jobrunner.scalers.kafka import KafkaSettings, parse_kafka_settings
+from jobrunner.scalers.kafka import KafkaAuth, KafkaSettings, parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 
 SUBJECT = "ScaledJob default/orders"
@@ -21,6 +21,7 @@ BOOLEAN_ATTRIBUTES = {
     "excludePersistentLag": "exclude_persistent_lag",
     "scaleToZeroOnInvalidOffset": "scale_to_zero_on_invalid_offset",
     "limitToPartitionsWithLag": "limit_to_partitions_with_lag",
+    "ensureEvenDistributionOfPartitions": "ensure_even_distribution_of_partitions",
 }
 
 
@@ -58,7 +59,10 @@ def test_parse_kafka_settings_defaults() -> None:
         exclude_persistent_lag=False,
         scale_to_zero_on_invalid_offset=False,
         limit_to_partitions_with_lag=False,
+        ensure_even_distribution_of_partitions=False,
         partition_limitation=(),
+        version=(1, 0, 0),
+        auth=KafkaAuth(),
     )
 
 
@@ -316,6 +320,8 @@ def test_limit_to_partitions_with_lag_valid() -> None:
         pytest.param("1,1,0-2", (0, 1, 2), id="duplicates-merged"),
         pytest.param("4-4", (4,), id="single-item-range"),
         pytest.param("   ", (), id="blank-means-no-limit"),
+        pytest.param("0", (0,), id="zero"),
+        pytest.param("2 - 4", (2, 3, 4), id="range-ends-trimmed"),
     ],
 )
 def test_partition_limitation_valid(text: str, expected: tuple[int, ...]) -> None:
@@ -342,24 +348,12 @@ def test_partition_limitation_ignored_without_topic() -> None:
         pytest.param("-5", id="range-without-start"),
         pytest.param("1;2", id="wrong-separator"),
         pytest.param("1.5", id="fraction"),
-        pytest.param(
-            "+5",
-            id="plus-sign",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="partition numbers are parsed with int(), which accepts +5, "
-                "though KEDA parses them as JSON integers",
-            ),
-        ),
-        pytest.param(
-            "010",
-            id="leading-zero",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="partition numbers are parsed with int(), which accepts 010, "
-                "though KEDA parses them as JSON integers",
-            ),
-        ),
+        pytest.param("+5", id="plus-sign"),
+        pytest.param("010", id="leading-zero"),
+        pytest.param("1e1", id="exponent"),
+        pytest.param("2147483648", id="beyond-int32"),
+        pytest.param("1-+3", id="range-end-plus-sign"),
+        pytest.param("5-3", id="reversed-range"),
     ],
 )
 def test_partition_limitation_invalid(text: str) -> None:
@@ -408,6 +402,7 @@ def test_error_names_subject_and_field() -> None:
         "activationLagThreshold",
         "offsetResetPolicy",
         "partitionLimitation",
+        "version",
         *BOOLEAN_ATTRIBUTES,
     ],
 )
@@ -417,3 +412,79 @@ def test_error_never_contains_value(key: str) -> None:
     assert list(problems_of(error)) == [f"{PREFIX}.{key}"]
     assert SECRET not in str(error)
     assert SECRET not in repr(error.problems)
+
+
+# --- ensureEvenDistributionOfPartitions -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        pytest.param(
+            {"bootstrapServers": "kafka:9092", "consumerGroup": "workers"},
+            {f"{PREFIX}.ensureEvenDistributionOfPartitions": "needs a topic"},
+            id="needs-topic",
+        ),
+        pytest.param(
+            {**BASE, "limitToPartitionsWithLag": "true"},
+            {
+                f"{PREFIX}.limitToPartitionsWithLag": (
+                    "cannot be combined with ensureEvenDistributionOfPartitions"
+                )
+            },
+            id="not-with-limit-to-partitions-with-lag",
+        ),
+    ],
+)
+def test_even_distribution_invalid(metadata: dict[str, str], expected: dict[str, str]) -> None:
+    error = parse_error({**metadata, "ensureEvenDistributionOfPartitions": "true"})
+
+    assert problems_of(error) == expected
+
+
+def test_even_distribution_with_idle_consumers() -> None:
+    metadata = {**BASE, "ensureEvenDistributionOfPartitions": "true", "allowIdleConsumers": "1"}
+
+    settings = parse(metadata)
+
+    assert settings.ensure_even_distribution_of_partitions is True
+    assert settings.allow_idle_consumers is True
+
+
+# --- version --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("2.8.1", (2, 8, 1), id="three-numbers"),
+        pytest.param(" 3.7.0 ", (3, 7, 0), id="trimmed"),
+        pytest.param("0.10.2.0", (0, 10, 2, 0), id="before-1.0-four-numbers"),
+        pytest.param("10.0.0", (10, 0, 0), id="two-digit-major"),
+        pytest.param("1.02.3", (1, 2, 3), id="leading-zero-in-minor"),
+        pytest.param("9.9.99", (9, 9, 99), id="unknown-release-accepted"),
+    ],
+)
+def test_version_valid(text: str, expected: tuple[int, ...]) -> None:
+    assert parse({**BASE, "version": text}).version == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1.0", id="two-numbers"),
+        pytest.param("2.8", id="shorter-than-5"),
+        pytest.param("2.8.1.0", id="four-numbers-from-1.0"),
+        pytest.param("0.10.2", id="three-numbers-before-1.0"),
+        pytest.param("v2.8.1", id="v-prefix"),
+        pytest.param("2.8.x", id="letter"),
+        pytest.param("01.2.3", id="leading-zero-major"),
+        pytest.param("\u0662.\u0668.\u0661", id="non-ascii-digits"),
+    ],
+)
+def test_version_invalid(text: str) -> None:
+    error = parse_error({**BASE, "version": text})
+
+    assert problems_of(error) == {
+        f"{PREFIX}.version": "must be a Kafka version such as 2.8.1, or 0.10.2.0 before Kafka 1.0"
+    }
