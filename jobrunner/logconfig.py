@@ -38,9 +38,12 @@ def configure_logging(*, level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Client libraries log every connection at INFO; keep them to warnings.
-    for noisy in ("kafka", "kubernetes", "urllib3", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Client libraries log each failed connection attempt, some at ERROR, on every poll. The
+    # runner reports those failures itself, once, so their logs show only at DEBUG.
+    library_level = logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL
+    for noisy in ("kafka", "kubernetes", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(library_level)
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
 
 
 def context(**values: Any) -> dict[str, Any]:

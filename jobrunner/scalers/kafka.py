@@ -737,10 +737,12 @@ class KafkaAdminPool:
             if entry.failed_at is not None:
                 elapsed = self._clock() - entry.failed_at
                 if elapsed < settings.timeout_seconds:
+                    # The message stays the same from poll to poll, so the controller can
+                    # tell a repeated failure from a new one.
                     raise ScalerError(
-                        f"cannot connect to Kafka at {servers}: the attempt {elapsed:.1f}s ago "
-                        f"failed ({entry.failure}); the next attempt is allowed "
-                        f"{settings.timeout_seconds - elapsed:.1f}s from now"
+                        f"cannot connect to Kafka at {servers}: the last attempt failed "
+                        f"({entry.failure}); retrying at most every "
+                        f"{settings.timeout_seconds:g}s"
                     )
             try:
                 entry.client = self._factory(settings)

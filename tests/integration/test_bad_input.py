@@ -79,11 +79,15 @@ def test_unreachable_broker_creates_no_jobs(
     def failures() -> list[str]:
         return [line for line in runner.log().splitlines() if "trigger failed" in line]
 
-    wait_for(lambda: len(failures()) >= 2, timeout=60, what="two failed polls")
+    wait_for(lambda: len(failures()) >= 4, timeout=60, what="four failed polls")
     first = failures()[0]
     assert " WARNING " in first
     assert "127.0.0.1:1" in first
-    assert " DEBUG " in failures()[1], "a repeated failure is logged at DEBUG"
+    # The failure is reported when it starts and when its message changes (once the broker
+    # pool starts failing fast); the same failure on later polls goes to DEBUG.
+    warnings = [line for line in failures() if " WARNING " in line]
+    assert len(warnings) <= 2
+    assert " DEBUG " in failures()[-1]
     assert job_count(api, namespace) == 0
     assert runner.alive()
 
