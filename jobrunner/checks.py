@@ -1,10 +1,15 @@
 """Offline checks of manifest files, behind `jobrunner validate` and `jobrunner plan`.
 
-The files are checked with the code the runner uses: `parse_scaled_job` for the spec,
-`jobrunner.resources.auth` for each trigger's authenticationRef and the target container's
-environment, and each scaler's `parse_settings` for trigger metadata. References resolve
+The spec is checked by `parse_scaled_job` and trigger metadata by each scaler's
+`parse_settings`, the code the runner uses. `jobrunner.resources.auth` resolves each
+trigger's authenticationRef and the target container's environment. References resolve
 against the documents given only, so a Secret that exists in the cluster but not in the
 files is reported as not found.
+
+NOTE: the runner's controller does not call `jobrunner.resources.auth` yet. It passes no
+auth parameters and only literal env values to the scalers, so a ScaledJob that passes
+here can still fail in the runner when it relies on authenticationRef or on env values
+from Secrets, ConfigMaps or envFrom.
 """
 
 from __future__ import annotations

@@ -46,7 +46,11 @@ class TriggerReport:
 
     @property
     def value(self) -> TriggerValue | None:
-        """The value `decide` takes, active when the queue length exceeds the threshold."""
+        """The value `decide` takes, active when the queue length exceeds the threshold.
+
+        NOTE: a Kafka poll compares its uncapped lag, which can exceed the capped queue
+        length, with the threshold. Here the given queue length stands in for both.
+        """
         if self.queue_length is None:
             return None
         return TriggerValue(
