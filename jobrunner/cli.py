@@ -1,6 +1,7 @@
-"""The `jobrunner` command line: run, db, history.
+"""The `jobrunner` command line: run, validate, plan, db, history.
 
 Every failure prints one `error: ...` line and exits 1; `--debug` shows the traceback too.
+`validate` prints one line per problem instead, and `plan` one `error:` line per problem.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import functools
 import io
 import json
 import logging
+import math
 import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +26,11 @@ from jobrunner.config import DEFAULT_DATABASE_URL, RunnerSettings
 from jobrunner.errors import JobRunnerError
 from jobrunner.ledger.records import JOB_STATES
 from jobrunner.logconfig import configure_logging
+from jobrunner.resources.auth import DEFAULT_CLUSTER_OBJECT_NAMESPACE
+
+if TYPE_CHECKING:
+    from jobrunner.checks import CheckedScaledJob
+    from jobrunner.resources.scaledjob import Trigger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +41,15 @@ database_url_option = click.option(
     show_default=True,
     help="SQLAlchemy URL of the ledger (sqlite:///path or postgresql+psycopg://...); "
     "also read from JOBRUNNER_DATABASE_URL.",
+)
+
+cluster_object_namespace_option = click.option(
+    "--cluster-object-namespace",
+    envvar="JOBRUNNER_CLUSTER_OBJECT_NAMESPACE",
+    default=DEFAULT_CLUSTER_OBJECT_NAMESPACE,
+    show_default=True,
+    help="Namespace of the Secrets and ConfigMaps that ClusterTriggerAuthentications read "
+    "(the runner's own namespace); also read from JOBRUNNER_CLUSTER_OBJECT_NAMESPACE.",
 )
 
 
@@ -149,6 +165,217 @@ def run(
     finally:
         runner.stop()
         ledger.close()
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@cluster_object_namespace_option
+@reports_errors
+def validate(files: tuple[str, ...], cluster_object_namespace: str) -> None:
+    """Check the manifests in FILES without a cluster.
+
+    Reads ScaledJobs, TriggerAuthentications, ClusterTriggerAuthentications, Secrets and
+    ConfigMaps from multi-document YAML, resolves every authenticationRef against them and
+    checks each ScaledJob and its triggers as the runner would. Other kinds are skipped.
+
+    Prints one line per problem, then a summary on stderr, and exits 1 if there is any
+    problem. Otherwise prints the summary and exits 0.
+    """
+    from jobrunner.checks import check_files
+
+    check = check_files(files, cluster_object_namespace=cluster_object_namespace)
+    for problem in check.problems:
+        click.echo(str(problem))
+    if check.problems:
+        click.echo(check.summary(), err=True)
+        sys.exit(1)
+    click.echo(check.summary())
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--queue-length",
+    "-q",
+    "queue_lengths",
+    multiple=True,
+    metavar="TRIGGER=VALUE",
+    help="Queue length a trigger reports (for Kafka, its lag). TRIGGER is the trigger's name "
+    "or 0-based index. Repeat for each trigger; a trigger without a value counts as failed.",
+)
+@click.option(
+    "--running",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Unfinished Jobs of the ScaledJob, pending ones included.",
+)
+@click.option(
+    "--pending",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Unfinished Jobs whose pods have not started; at most --running.",
+)
+@click.option(
+    "--scaled-job",
+    "scaled_job_name",
+    default=None,
+    metavar="[NAMESPACE/]NAME",
+    help="The ScaledJob to plan when FILES define more than one.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="A step-by-step explanation, or the numbers as JSON.",
+)
+@cluster_object_namespace_option
+@reports_errors
+def plan(
+    *,
+    files: tuple[str, ...],
+    queue_lengths: tuple[str, ...],
+    running: int,
+    pending: int,
+    scaled_job_name: str | None,
+    output: str,
+    cluster_object_namespace: str,
+) -> None:
+    """Show how many Jobs one poll of a ScaledJob would create, without a cluster or broker.
+
+    FILES define the ScaledJob and the TriggerAuthentications, Secrets and ConfigMaps that
+    its triggers reference. Each trigger's target and activation threshold come from its
+    metadata; its queue length comes from --queue-length.
+    """
+    from jobrunner.checks import check_files
+    from jobrunner.scaling.explain import (
+        TriggerReport,
+        decision_report,
+        explain_decision,
+        trigger_values,
+    )
+    from jobrunner.scaling.scaledjob import decide
+
+    if pending > running:
+        raise click.UsageError(
+            f"--pending {pending} is greater than --running {running}; --running counts "
+            "every unfinished Job, pending ones included"
+        )
+    check = check_files(files, cluster_object_namespace=cluster_object_namespace)
+    checked = _pick_scaled_job(check.scaled_jobs, scaled_job_name)
+    # Problems of other ScaledJobs in the files do not affect this one.
+    problems = [
+        p
+        for p in check.problems
+        if p.subject == checked.document.subject or not p.subject.startswith("ScaledJob ")
+    ]
+    if problems or checked.scaled_job is None:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo("error: fix these problems first; `jobrunner validate` lists them", err=True)
+        sys.exit(1)
+
+    scaled_job = checked.scaled_job
+    values = _queue_lengths(queue_lengths, scaled_job.triggers)
+    reports = []
+    for item in checked.triggers:
+        if item.thresholds is None:
+            raise JobRunnerError(
+                f"ScaledJob {scaled_job.key}: trigger {item.trigger.index}: plan does not "
+                f"support trigger type {item.trigger.type} yet because it states no target"
+            )
+        reports.append(
+            TriggerReport(
+                index=item.trigger.index,
+                name=item.trigger.name,
+                type=item.trigger.type,
+                target=item.thresholds.target,
+                activation_threshold=item.thresholds.activation,
+                queue_length=values.get(item.trigger.index),
+            )
+        )
+    decision = decide(
+        trigger_values(reports),
+        running=running,
+        pending=pending,
+        min_count=scaled_job.min_replica_count,
+        max_count=scaled_job.max_replica_count,
+        strategy=scaled_job.scaling_strategy,
+    )
+    if output == "json":
+        report = decision_report(decision, reports, strategy=scaled_job.scaling_strategy)
+        document = {"scaledJob": scaled_job.key, "paused": scaled_job.paused, **report}
+        click.echo(json.dumps(document, indent=2))
+        return
+    jobs = decision.jobs_to_create
+    click.echo(f"ScaledJob {scaled_job.key}: {jobs} {'Job' if jobs == 1 else 'Jobs'} to create")
+    if scaled_job.paused:
+        click.echo("  the ScaledJob is paused, so a real poll would not run")
+    steps = explain_decision(
+        decision,
+        reports,
+        strategy=scaled_job.scaling_strategy,
+        min_count=scaled_job.min_replica_count,
+        max_count=scaled_job.max_replica_count,
+    )
+    for step in steps:
+        click.echo(f"  {step}")
+
+
+def _pick_scaled_job(
+    scaled_jobs: Sequence[CheckedScaledJob], wanted: str | None
+) -> CheckedScaledJob:
+    """Return the CheckedScaledJob named `wanted` (NAME or NAMESPACE/NAME), or the only one."""
+    if wanted is not None:
+        matches = [
+            item
+            for item in scaled_jobs
+            if wanted in (item.document.name, f"{item.document.namespace}/{item.document.name}")
+        ]
+    else:
+        matches = list(scaled_jobs)
+    names = ", ".join(f"{i.document.namespace}/{i.document.name}" for i in scaled_jobs)
+    if not matches:
+        if wanted is None:
+            raise click.UsageError("FILES define no ScaledJob")
+        raise click.UsageError(f"--scaled-job {wanted}: not found; ScaledJobs in FILES: {names}")
+    if len(matches) > 1:
+        raise click.UsageError(
+            f"FILES define several ScaledJobs ({names}); pick one with --scaled-job"
+        )
+    return matches[0]
+
+
+def _queue_lengths(arguments: Sequence[str], triggers: Sequence[Trigger]) -> dict[int, float]:
+    """Map trigger index to the queue length that `--queue-length TRIGGER=VALUE` gives it."""
+    by_name = {trigger.name: trigger.index for trigger in triggers if trigger.name}
+    listed = ", ".join(f"{t.index} ({t.name})" if t.name else str(t.index) for t in triggers)
+    values: dict[int, float] = {}
+    for argument in arguments:
+        label, separator, text = argument.rpartition("=")
+        if not separator or not label:
+            raise click.UsageError(f"--queue-length {argument}: expected TRIGGER=VALUE")
+        index = by_name.get(label)
+        if index is None and label.isdigit() and int(label) < len(triggers):
+            index = int(label)
+        if index is None:
+            raise click.UsageError(
+                f"--queue-length {argument}: no trigger with that name or index; triggers: {listed}"
+            )
+        if index in values:
+            raise click.UsageError(f"--queue-length {argument}: trigger {index} is given twice")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise click.UsageError(f"--queue-length {argument}: VALUE must be a number >= 0")
+        values[index] = value
+    return values
 
 
 @main.group()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from jobrunner.errors import FieldProblem, InvalidSpecError
 from jobrunner.scalers.base import Measurement, Scaler
 from jobrunner.scalers.kafka import KafkaScaler
@@ -27,4 +31,46 @@ def scaler_class(trigger_type: str, *, subject: str, path: str) -> type[Scaler]:
         ) from None
 
 
-__all__ = ["REGISTRY", "Measurement", "Scaler", "TriggerInput", "scaler_class"]
+@dataclass(frozen=True)
+class Thresholds:
+    """A trigger's scaling thresholds, in the unit of its queue length.
+
+    `target` is the queue length one Job handles, the divisor of the queue length.
+    `activation` is the value the trigger must exceed to be active.
+    """
+
+    target: float
+    activation: float
+
+
+def _kafka_thresholds(settings: Any) -> Thresholds:
+    return Thresholds(
+        target=float(settings.lag_threshold), activation=float(settings.activation_lag_threshold)
+    )
+
+
+# Keep sorted by trigger type, with one entry per type in REGISTRY.
+THRESHOLDS: dict[str, Callable[[Any], Thresholds]] = {
+    KafkaScaler.trigger_type: _kafka_thresholds,
+}
+
+
+def trigger_thresholds(trigger_type: str, settings: Any) -> Thresholds:
+    """Return the target and activation threshold that parsed settings of `trigger_type` state.
+
+    `settings` is what the type's `parse_settings` returned. Raise KeyError for a type
+    without an entry in THRESHOLDS.
+    """
+    return THRESHOLDS[trigger_type](settings)
+
+
+__all__ = [
+    "REGISTRY",
+    "THRESHOLDS",
+    "Measurement",
+    "Scaler",
+    "Thresholds",
+    "TriggerInput",
+    "scaler_class",
+    "trigger_thresholds",
+]

@@ -109,6 +109,8 @@ class Decision:
     effective_max_scale: int
     jobs_to_create: int
     strategy: str
+    # effectiveMaxScale as the strategy returned it, before a negative value becomes 0.
+    strategy_effective_max_scale: int
 
 
 def decide(
@@ -143,6 +145,7 @@ def decide(
         effective_max, scale_to = apply(
             max_scale, running - min_replicas, pending, max_replicas, scale_to
         )
+    strategy_effective_max = effective_max
     effective_max = max(effective_max, 0)
     jobs = min(scale_to, effective_max) if active and effective_max > 0 else 0
     return Decision(
@@ -158,6 +161,7 @@ def decide(
         effective_max_scale=effective_max,
         jobs_to_create=max(jobs, 0),
         strategy=name,
+        strategy_effective_max_scale=strategy_effective_max,
     )
 
 

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pulsar
+
 HERE = Path(__file__).resolve().parent
 STATE = Path(os.environ.get("JOBRUNNER_ENV_DIR", "/tmp/jobrunner-env"))
 CACHE = Path(os.environ.get("JOBRUNNER_CACHE", Path.home() / ".cache" / "jobrunner"))
@@ -207,6 +209,7 @@ def build() -> None:
         shutil.rmtree(kafka_lib(), ignore_errors=True)
         staging.rename(kafka_lib())
     progress(f"build kafka: {kafka_lib()}")
+    pulsar.build()
 
 
 # --- certificates and credentials -----------------------------------------------------------
@@ -560,6 +563,7 @@ def write_env(ctx: Context) -> Path:
         "JOBRUNNER_TEST_KUBECTL": str(kube_bin("kubectl")),
         "JOBRUNNER_TEST_KAFKA": f"127.0.0.1:{KAFKA_PORT}",
         "JOBRUNNER_TEST_KWOK_NODE": KWOK_NODE,
+        **pulsar.env_values(),
     }
     path = STATE / "env"
     path.write_text("".join(f"export {key}={value}\n" for key, value in values.items()))
@@ -575,6 +579,8 @@ STEPS: list[tuple[str, Callable[[Context], None]]] = [
     ("kube-scheduler", start_scheduler),
     ("kwok", start_kwok),
     ("kafka", start_kafka),
+    ("pulsar", pulsar.start),
+    ("pulsar-auth", pulsar.start_auth),
 ]
 
 
