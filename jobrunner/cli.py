@@ -129,7 +129,7 @@ def main(log_level: str, log_format: str, debug: bool) -> None:
     help="Keep at most this many Jobs in the ledger, deleting the oldest (default: no limit).",
 )
 @reports_errors
-def run(
+def run(  # noqa: PLR0917 - click passes every option as an argument
     database_url: str,
     namespace: str | None,
     kubeconfig: str | None,
@@ -475,7 +475,7 @@ def current(database_url: str) -> None:
     help="Output format.",
 )
 @reports_errors
-def history(
+def history(  # noqa: PLR0917 - click passes every option as an argument
     database_url: str,
     scaled_job: str | None,
     namespace: str | None,
