@@ -18,7 +18,8 @@ from kubernetes import client
 from jobrunner.errors import ScalerError
 from jobrunner.scalers.base import Measurement
 from jobrunner.scalers.metadata import TriggerInput
-from jobrunner.scalers.pulsar import PulsarClientPool, PulsarScaler, parse_pulsar_settings
+from jobrunner.scalers.pulsar import PulsarClientPool, PulsarScaler
+from jobrunner.scalers.pulsar_settings import parse_pulsar_settings
 from tests.integration.conftest import PulsarEnv, PulsarTopic
 from tests.integration.support import (
     ServerEnv,
@@ -162,7 +163,7 @@ def test_missing_topic_error(pulsar: PulsarEnv) -> None:
 
     assert message == (
         f"topic {topic.name} not found at the Pulsar admin API at {pulsar.plain.admin_url} "
-        "(HTTP 404); if it is a partitioned topic, set isPartitionedTopic to true"
+        "(HTTP 404); create it, or set isPartitionedTopic to true if it is a partitioned topic"
     )
 
 
@@ -172,7 +173,9 @@ def test_partitioned_flag_mismatch_error(make_pulsar_topic: MakeTopic) -> None:
 
     message = measure_error(scaler_for(topic, metadata={"isPartitionedTopic": "false"}))
 
-    assert "(HTTP 404); if it is a partitioned topic, set isPartitionedTopic to true" in message
+    assert message.endswith(
+        "(HTTP 404); create it, or set isPartitionedTopic to true if it is a partitioned topic"
+    )
 
 
 def test_missing_namespace_error(pulsar: PulsarEnv) -> None:

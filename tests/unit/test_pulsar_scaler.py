@@ -10,13 +10,8 @@ import pytest
 
 from jobrunner.errors import ScalerError
 from jobrunner.scalers.metadata import TriggerInput
-from jobrunner.scalers.pulsar import (
-    ClientCredentialsToken,
-    PulsarClientPool,
-    PulsarScaler,
-    PulsarSettings,
-    parse_pulsar_settings,
-)
+from jobrunner.scalers.pulsar import ClientCredentialsToken, PulsarClientPool, PulsarScaler
+from jobrunner.scalers.pulsar_settings import PulsarSettings, parse_pulsar_settings
 
 BASE = {
     "adminURL": "http://pulsar:8080",
@@ -213,15 +208,17 @@ def responding(status: int, body: object = None) -> Handler:
             {},
             {},
             "topic persistent://public/default/orders not found at the Pulsar admin API at "
-            "http://pulsar:8080 (HTTP 404); if it is a partitioned topic, set "
-            "isPartitionedTopic to true",
+            "http://pulsar:8080 (HTTP 404); create it, or set isPartitionedTopic to true if it "
+            "is a partitioned topic",
             id="topic-missing",
         ),
         pytest.param(
             responding(404, {"reason": "Partitioned Topic not found"}),
             {"isPartitionedTopic": "true"},
             {},
-            "(HTTP 404); if it is not partitioned, set isPartitionedTopic to false",
+            "partitioned topic persistent://public/default/orders not found at the Pulsar admin "
+            "API at http://pulsar:8080 (HTTP 404); create it, or set isPartitionedTopic to "
+            "false if it is not partitioned",
             id="partitioned-topic-missing",
         ),
         pytest.param(

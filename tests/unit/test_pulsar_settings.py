@@ -11,10 +11,9 @@ from jobrunner.errors import InvalidSpecError
 from jobrunner.resources.scaledjob import ScalingStrategy
 from jobrunner.scalers import REGISTRY, trigger_thresholds
 from jobrunner.scalers.metadata import TriggerInput
-from jobrunner.scalers.pulsar import (
+from jobrunner.scalers.pulsar import PulsarClientPool, PulsarScaler
+from jobrunner.scalers.pulsar_settings import (
     PulsarAuth,
-    PulsarClientPool,
-    PulsarScaler,
     PulsarSettings,
     parse_go_query,
     parse_pulsar_settings,
