@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import postgres
 import pulsar
 
 HERE = Path(__file__).resolve().parent
@@ -564,6 +565,7 @@ def write_env(ctx: Context) -> Path:
         "JOBRUNNER_TEST_KAFKA": f"127.0.0.1:{KAFKA_PORT}",
         "JOBRUNNER_TEST_KWOK_NODE": KWOK_NODE,
         **pulsar.env_values(),
+        **postgres.env_values(),
     }
     path = STATE / "env"
     path.write_text("".join(f"export {key}={value}\n" for key, value in values.items()))
@@ -581,6 +583,7 @@ STEPS: list[tuple[str, Callable[[Context], None]]] = [
     ("kafka", start_kafka),
     ("pulsar", pulsar.start),
     ("pulsar-auth", pulsar.start_auth),
+    ("postgres", postgres.start),
 ]
 
 
