@@ -35,14 +35,20 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.errors import (
     CoordinatorNotAvailableError,
+    IllegalSaslStateError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     NodeNotReadyError,
     RequestTimedOutError,
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
     for_code,
 )
+from kafka.net.compat import KafkaNetClient
+from kafka.net.manager import KafkaConnectionManager
 from kafka.net.sasl.oauth import AbstractTokenProvider
+from kafka.net.selector import NetworkSelector
 
 from jobrunner.errors import ScalerError
 from jobrunner.logconfig import context
@@ -57,12 +63,29 @@ NO_OFFSET = -1
 UNKNOWN_TOPIC_OR_PARTITION = 3
 COORDINATOR_RETRIES = 3
 COORDINATOR_RETRY_SECONDS = 0.5
+# The broker rejected the SASL handshake or the credentials. Retrying the same credentials
+# cannot succeed, so the client stops at the first one (see _FailFastConnectionManager).
+AUTHENTICATION_ERRORS = (
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
 # Errors after which a shared admin client is closed and built again on the next call.
+# Authentication errors are among them because the client caches them per broker and would
+# raise them on every later call, even after the broker's credentials change.
 CONNECTION_ERRORS = (
     KafkaConnectionError,
     KafkaTimeoutError,
     NodeNotReadyError,
     RequestTimedOutError,
+    *AUTHENTICATION_ERRORS,
+)
+# OpenSSL reasons with which a broker rejects the client certificate or its absence.
+_CLIENT_CERTIFICATE_REJECTED = (
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_UNKNOWN_CA",
+    "ALERT_CERTIFICATE_UNKNOWN",
 )
 
 SASL_MECHANISMS = {
@@ -526,6 +549,42 @@ def scrub(text: str, auth: KafkaAuth) -> str:
     return text
 
 
+def is_tls_failure(error: object) -> bool:
+    """Check whether a connection failed in TLS, where retrying the same settings cannot help.
+
+    kafka-python 3.0.12 wraps ssl errors in KafkaConnectionError and keeps only their text,
+    which CPython's ssl module formats as `[SSL: REASON] description`.
+    """
+    return isinstance(error, KafkaConnectionError) and "[SSL: " in str(error)
+
+
+def describe_kafka_error(error: Exception, auth: KafkaAuth) -> str:
+    """Describe why a Kafka call failed, with the likely fix for SASL and TLS rejections.
+
+    Credentials are scrubbed out of the client's and the broker's text.
+    """
+    text = scrub(str(error), auth)
+    if isinstance(error, AUTHENTICATION_ERRORS):
+        mechanism = SASL_MECHANISMS.get(auth.sasl, auth.sasl)
+        # kafka-python prefixes the broker's message with the error's class name.
+        message = scrub(str(error.args[0]) if error.args else "", auth)
+        message = message.removeprefix(f"{type(error).__name__}: ") or type(error).__name__
+        return (
+            f"SASL {mechanism} authentication failed: {message}; check the username and "
+            "password of the trigger's authentication"
+        )
+    if is_tls_failure(error):
+        reason = text[text.index("[SSL: ") :]
+        if any(alert in reason for alert in _CLIENT_CERTIFICATE_REJECTED):
+            hint = "the broker rejected the client certificate; check the trigger's cert and key"
+        elif "CERTIFICATE_VERIFY_FAILED" in reason:
+            hint = "the broker's certificate is not trusted; check the trigger's ca"
+        else:
+            hint = "check the trigger's tls, ca, cert and key"
+        return f"TLS handshake failed: {reason}; {hint}"
+    return text
+
+
 # A random key per process, so the pool keys cannot be reversed to the credentials offline.
 _CREDENTIALS_HASH_KEY = secrets.token_bytes(32)
 
@@ -651,8 +710,51 @@ def even_distribution_factor(total_lag: int, partitions: int, threshold: int) ->
 # --- shared admin clients -------------------------------------------------------------------
 
 
+class _FailFastConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
+    """A connection manager that stops retrying a broker once it rejects the client.
+
+    Works around two gaps of kafka-python 3.0.12 that turn a wrong password or an untrusted
+    certificate into a bootstrap timeout ("Unable to bootstrap") without the reason:
+
+    - The manager keeps the last authentication failure per broker and raises it from
+      `get_connection`, but `_connect` records only failures that
+      `KafkaConnection.initialize` raises, and `initialize` reports them through
+      `init_future` instead. This class records SASL and TLS rejections from
+      `init_future` in that cache, `_auth_failures`, after `_connect` is done.
+    - A broker sends its SASL error response and closes the connection at once, and when
+      both arrive in one read, the transport drops the response and reports only
+      "socket disconnected". The transports built here deliver the bytes first and report
+      the error on the next read of the closed socket.
+    """
+
+    async def _build_transport(self, node: Any, timeout_at: float | None = None) -> Any:
+        transport = await super()._build_transport(node, timeout_at=timeout_at)
+        receive = transport._sock_recv
+
+        def receive_then_fail() -> tuple[bytes, Any]:
+            data, error = receive()
+            return (data, None) if data else (data, error)
+
+        transport._sock_recv = receive_then_fail
+        return transport
+
+    async def _connect(self, node: Any, conn: Any, **options: Any) -> None:
+        await super()._connect(node, conn, **options)
+        error = conn.init_future.exception if conn.init_future.failed() else None
+        if isinstance(error, AUTHENTICATION_ERRORS) or is_tls_failure(error):
+            self._auth_failures[node.node_id] = error
+
+
+class _NetClient(KafkaNetClient):  # type: ignore[misc]
+    """kafka-python's network client with the fail-fast connection manager."""
+
+    def __init__(self, **config: Any) -> None:
+        net = NetworkSelector(**config)
+        super().__init__(net=net, manager=_FailFastConnectionManager(net, **config), **config)
+
+
 class _AdminClient(KafkaAdminClient):  # type: ignore[misc]
-    """A KafkaAdminClient that stops its IO thread when its bootstrap fails.
+    """A KafkaAdminClient that fails fast on rejected credentials and cleans up after itself.
 
     kafka-python 3.0.12 starts the client's IO thread in `__init__` before the bootstrap and
     leaves it running when the bootstrap raises, so each failed poll of an unreachable
@@ -660,6 +762,7 @@ class _AdminClient(KafkaAdminClient):  # type: ignore[misc]
     """
 
     def __init__(self, **config: Any) -> None:
+        config.setdefault("kafka_client", _NetClient)
         try:
             super().__init__(**config)
         except BaseException:
@@ -748,7 +851,7 @@ class KafkaAdminPool:
                 entry.client = self._factory(settings)
             except (KafkaError, ScalerError) as error:
                 entry.failed_at = self._clock()
-                entry.failure = scrub(str(error), settings.auth)
+                entry.failure = describe_kafka_error(error, settings.auth)
                 raise
             entry.failed_at = None
             log.info("connected a shared Kafka admin client", extra=context(broker=servers))
@@ -817,7 +920,7 @@ class KafkaScaler(Scaler):
         try:
             offsets = self.pool.call(settings, self._read_offsets)
         except KafkaError as error:
-            reason = scrub(str(error), settings.auth)
+            reason = describe_kafka_error(error, settings.auth)
             raise ScalerError(
                 f"cannot read the lag of consumer group {settings.consumer_group} from Kafka "
                 f"at {','.join(settings.bootstrap_servers)}: {reason}"

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import kafka_security
 import postgres
 import pulsar
 
@@ -506,6 +507,7 @@ def kafka_started() -> bool:
 
 
 def start_kafka(ctx: Context) -> None:
+    """Start the broker with its PLAINTEXT, SASL and TLS listeners (see kafka_security.py)."""
     if pid_of("kafka") is not None and kafka_started():
         progress("kafka: already running")
         return
@@ -517,9 +519,14 @@ def start_kafka(ctx: Context) -> None:
     template = (HERE / "kafka" / "server.properties").read_text()
     properties.write_text(
         template.format(
-            log_dirs=data / "log", port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT
+            log_dirs=data / "log",
+            port=KAFKA_PORT,
+            controller_port=KAFKA_CONTROLLER_PORT,
+            **kafka_security.properties_values(),
         )
     )
+    # The JAAS config in the file contains the PLAIN users' passwords.
+    properties.chmod(0o600)
     java = [
         "java",
         "-Xms256m",
@@ -555,6 +562,7 @@ def start_kafka(ctx: Context) -> None:
     spawn("kafka", [*java, "kafka.Kafka", str(properties)])
     wait_until("kafka", kafka_started, timeout=90)
     progress(f"kafka: ready in {time.monotonic() - started:.1f}s")
+    kafka_security.create_scram_users(java)
 
 
 def write_env(ctx: Context) -> Path:
@@ -564,6 +572,7 @@ def write_env(ctx: Context) -> Path:
         "JOBRUNNER_TEST_KUBECTL": str(kube_bin("kubectl")),
         "JOBRUNNER_TEST_KAFKA": f"127.0.0.1:{KAFKA_PORT}",
         "JOBRUNNER_TEST_KWOK_NODE": KWOK_NODE,
+        **kafka_security.env_values(),
         **pulsar.env_values(),
         **postgres.env_values(),
     }
