@@ -1,7 +1,8 @@
 """Start and stop the real servers that the integration tests and the demo use.
 
 Everything runs as local processes on loopback: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, a KWOK controller with one fake node, and a single-node KRaft Kafka broker.
+kube-scheduler, a KWOK controller with one fake node, an agent for a node whose pods run as
+local processes (procnode.py), and a single-node KRaft Kafka broker.
 Binaries and jars are built or fetched once into the cache directory and reused.
 
 State (certificates, data, logs, pid files) lives in JOBRUNNER_ENV_DIR, /tmp/jobrunner-env by
@@ -47,6 +48,8 @@ APISERVER_PORT = 6443
 KAFKA_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
 KWOK_NODE = "kwok-node-0"
+PROCESS_NODE = "proc-node-0"
+PROCESS_NODE_PORT = 10250
 
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
@@ -499,6 +502,29 @@ def start_kwok(ctx: Context) -> None:
     progress(f"kwok: node {KWOK_NODE} is Ready")
 
 
+def start_procnode(ctx: Context) -> None:
+    """Start the agent of the node whose pods run as local processes (see procnode.py).
+
+    The agent needs the kubernetes client, so it runs on the virtualenv of scripts/bootstrap.
+    Its /healthz returns 200 once the node is Ready and schedulable.
+    """
+    python = HERE.parents[1] / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise StepFailed(f"procnode: {python} is missing; run scripts/bootstrap first")
+    argv = [
+        str(python),
+        str(HERE / "procnode.py"),
+        f"--kubeconfig={ctx.kubeconfig}",
+        f"--node-name={PROCESS_NODE}",
+        f"--port={PROCESS_NODE_PORT}",
+        f"--state-dir={STATE / 'procnode'}",
+    ]
+    url = f"https://127.0.0.1:{PROCESS_NODE_PORT}/healthz"
+    ready = lambda: http_ok(url, context=insecure_context())
+    start_component("procnode", argv, ready, timeout=60)
+    progress(f"procnode: node {PROCESS_NODE} is Ready")
+
+
 def kafka_started() -> bool:
     try:
         return "Kafka Server started" in (LOGS / "kafka.log").read_text(errors="replace")
@@ -572,6 +598,7 @@ def write_env(ctx: Context) -> Path:
         "JOBRUNNER_TEST_KUBECTL": str(kube_bin("kubectl")),
         "JOBRUNNER_TEST_KAFKA": f"127.0.0.1:{KAFKA_PORT}",
         "JOBRUNNER_TEST_KWOK_NODE": KWOK_NODE,
+        "JOBRUNNER_TEST_PROCESS_NODE": PROCESS_NODE,
         **kafka_security.env_values(),
         **pulsar.env_values(),
         **postgres.env_values(),
@@ -589,6 +616,7 @@ STEPS: list[tuple[str, Callable[[Context], None]]] = [
     ("kube-controller-manager", start_controller_manager),
     ("kube-scheduler", start_scheduler),
     ("kwok", start_kwok),
+    ("procnode", start_procnode),
     ("kafka", start_kafka),
     ("pulsar", pulsar.start),
     ("pulsar-auth", pulsar.start_auth),
