@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,13 @@ def start_runner(
 ) -> Iterator[Callable[..., RunnerProcess]]:
     runners: list[RunnerProcess] = []
 
-    def start(namespace: str, *, log_level: str = "INFO", upgrade: bool = True) -> RunnerProcess:
+    def start(
+        namespace: str,
+        *,
+        log_level: str = "INFO",
+        upgrade: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> RunnerProcess:
         database_url = f"sqlite:///{tmp_path / 'ledger.db'}"
         if upgrade:
             subprocess.run(
@@ -112,6 +118,7 @@ def start_runner(
                 database_url,
                 "--kubeconfig",
                 servers.kubeconfig,
+                *extra_args,
             ],
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
