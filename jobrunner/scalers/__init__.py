@@ -10,10 +10,12 @@ from jobrunner.errors import FieldProblem, InvalidSpecError
 from jobrunner.scalers.base import Measurement, Scaler
 from jobrunner.scalers.kafka import KafkaScaler
 from jobrunner.scalers.metadata import TriggerInput
+from jobrunner.scalers.pulsar import PulsarScaler
 
 # Keep sorted by trigger type.
 REGISTRY: dict[str, type[Scaler]] = {
     KafkaScaler.trigger_type: KafkaScaler,
+    PulsarScaler.trigger_type: PulsarScaler,
 }
 
 
@@ -49,9 +51,17 @@ def _kafka_thresholds(settings: Any) -> Thresholds:
     )
 
 
+def _pulsar_thresholds(settings: Any) -> Thresholds:
+    return Thresholds(
+        target=float(settings.msg_backlog_threshold),
+        activation=float(settings.activation_msg_backlog_threshold),
+    )
+
+
 # Keep sorted by trigger type, with one entry per type in REGISTRY.
 THRESHOLDS: dict[str, Callable[[Any], Thresholds]] = {
     KafkaScaler.trigger_type: _kafka_thresholds,
+    PulsarScaler.trigger_type: _pulsar_thresholds,
 }
 
 

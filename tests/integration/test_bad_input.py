@@ -41,7 +41,7 @@ def test_invalid_scaledjobs_reported_once(
     log = runner.log()
     expected = {
         "no-group": "spec.triggers[0].metadata.consumerGroup: missing required parameter",
-        "unknown-type": "spec.triggers[0].type: unknown trigger type; known types: kafka",
+        "unknown-type": "spec.triggers[0].type: unknown trigger type; known types: kafka, pulsar",
         "bad-lag": "spec.triggers[0].metadata.lagThreshold: must be an integer",
     }
     for name, message in expected.items():

@@ -422,7 +422,7 @@ def test_validate_spec_and_trigger_problems(tmp_path: Path) -> None:
     [
         pytest.param(
             scaled_job(trigger={"type": "rabbitmq"}),
-            f"{SUBJECT}: trigger 0: type: unknown trigger type; known types: kafka",
+            f"{SUBJECT}: trigger 0: type: unknown trigger type; known types: kafka, pulsar",
             id="unknown-type",
         ),
         pytest.param(
