@@ -24,6 +24,7 @@ from jobrunner.config import RunnerSettings
 from jobrunner.controller.scaledjob import ScaledJobPoller, observed_job, observed_pod
 from jobrunner.controller.triggers import TriggerContext, build_scalers
 from jobrunner.errors import InvalidSpecError, JobRunnerError, KubeError, LedgerError
+from jobrunner.kube.authstatus import AuthenticationUsers
 from jobrunner.kube.cache import WatchCache
 from jobrunner.kube.client import job_list_call, pod_list_call, scaled_job_list_call
 from jobrunner.kube.jobs import JobClient
@@ -37,6 +38,7 @@ from jobrunner.kube.status import (
 )
 from jobrunner.ledger.store import LedgerStore
 from jobrunner.logconfig import context
+from jobrunner.resources.auth import authentication_key
 from jobrunner.resources.scaledjob import KIND, ScaledJob, parse_scaled_job
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class Runner:
             cluster_object_namespace=settings.cluster_object_namespace,
             secret_namespace=secret_namespace,
         )
+        self.authentication_users = AuthenticationUsers(api)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=settings.workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -186,6 +189,7 @@ class Runner:
             self._remove(uid)
             self._reported_invalid.pop(uid, None)
             self._invalid.pop(uid, None)
+            self.authentication_users.remove(uid)
             log.info(
                 "ScaledJob deleted, polling stopped",
                 extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
@@ -211,6 +215,15 @@ class Runner:
             return
         self._reported_invalid.pop(uid, None)
         self._invalid.pop(uid, None)
+        self.authentication_users.set(
+            uid,
+            scaled_job.name,
+            [
+                authentication_key(t.authentication_ref, namespace=scaled_job.namespace)
+                for t in scaled_job.triggers
+                if t.authentication_ref is not None
+            ],
+        )
         self._record_scaled_job(scaled_job)
         status = StatusWriter(
             self.api, namespace=scaled_job.namespace, name=scaled_job.name, uid=scaled_job.uid

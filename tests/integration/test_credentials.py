@@ -112,6 +112,18 @@ def test_missing_secret_reported_then_resolved(
         what="a Job once the Secret exists",
     )
 
+    def users() -> str:
+        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "jobrunner.dev", "v1alpha1", namespace, "triggerauthentications", "kafka-auth"
+        )
+        return str((obj.get("status") or {}).get("scaledjobs", ""))
+
+    wait_for(
+        lambda: users() == "authed",
+        timeout=10,
+        what="the TriggerAuthentication's status to list its ScaledJob",
+    )
+
 
 def test_unsupported_provider_is_named(
     servers: ServerEnv, api, namespace, make_topic, start_runner
