@@ -128,6 +128,25 @@ def main(log_level: str, log_format: str, debug: bool) -> None:
     type=click.IntRange(1),
     help="Keep at most this many Jobs in the ledger, deleting the oldest (default: no limit).",
 )
+@click.option(
+    "--runner-namespace",
+    envvar="JOBRUNNER_RUNNER_NAMESPACE",
+    default=None,
+    help="The namespace the runner runs in (default: its pod's namespace, else jobrunner).",
+)
+@click.option(
+    "--cluster-object-namespace",
+    envvar="JOBRUNNER_CLUSTER_OBJECT_NAMESPACE",
+    default=None,
+    help="Where ClusterTriggerAuthentications read Secrets and ConfigMaps "
+    "(default: the runner namespace).",
+)
+@click.option(
+    "--restrict-secret-access",
+    envvar="JOBRUNNER_RESTRICT_SECRET_ACCESS",
+    is_flag=True,
+    help="Read Secrets only from the runner namespace, so RBAC can grant Secrets there only.",
+)
 @reports_errors
 def run(  # noqa: PLR0917 - click passes every option as an argument
     database_url: str,
@@ -136,12 +155,17 @@ def run(  # noqa: PLR0917 - click passes every option as an argument
     workers: int,
     retention_days: float | None,
     retention_max_jobs: int | None,
+    runner_namespace: str | None,
+    cluster_object_namespace: str | None,
+    restrict_secret_access: bool,
 ) -> None:
     """Watch ScaledJobs and create Jobs from their triggers until interrupted."""
+    from jobrunner.config import detect_runner_namespace
     from jobrunner.controller.runner import Runner
     from jobrunner.kube.client import load_api_client
     from jobrunner.ledger.store import LedgerStore
 
+    own_namespace = runner_namespace or detect_runner_namespace()
     settings = RunnerSettings(
         database_url=database_url,
         namespace=namespace,
@@ -149,6 +173,9 @@ def run(  # noqa: PLR0917 - click passes every option as an argument
         workers=workers,
         retention_days=retention_days,
         retention_max_jobs=retention_max_jobs,
+        runner_namespace=own_namespace,
+        cluster_object_namespace=cluster_object_namespace or own_namespace,
+        restrict_secret_access=restrict_secret_access,
     )
     ledger = LedgerStore.open(settings.database_url)
     runner = Runner(settings, api=load_api_client(settings.kubeconfig), ledger=ledger)

@@ -22,12 +22,14 @@ from kubernetes import client
 
 from jobrunner.config import RunnerSettings
 from jobrunner.controller.scaledjob import ScaledJobPoller, observed_job, observed_pod
-from jobrunner.controller.triggers import build_scalers
+from jobrunner.controller.triggers import TriggerContext, build_scalers
 from jobrunner.errors import InvalidSpecError, JobRunnerError, KubeError, LedgerError
+from jobrunner.kube.authstatus import AuthenticationUsers
 from jobrunner.kube.cache import WatchCache
 from jobrunner.kube.client import job_list_call, pod_list_call, scaled_job_list_call
 from jobrunner.kube.jobs import JobClient
 from jobrunner.kube.records import JobInfo, PodInfo, job_info, pod_info
+from jobrunner.kube.sources import CredentialSources
 from jobrunner.kube.status import (
     StatusWriter,
     active_condition,
@@ -36,6 +38,7 @@ from jobrunner.kube.status import (
 )
 from jobrunner.ledger.store import LedgerStore
 from jobrunner.logconfig import context
+from jobrunner.resources.auth import authentication_key
 from jobrunner.resources.scaledjob import KIND, ScaledJob, parse_scaled_job
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,14 @@ class Runner:
             convert=pod_info,
             index=lambda pod: pod.job_key,
         )
+        secret_namespace = settings.runner_namespace if settings.restrict_secret_access else None
+        self.sources = CredentialSources(
+            api,
+            namespace=settings.namespace,
+            cluster_object_namespace=settings.cluster_object_namespace,
+            secret_namespace=secret_namespace,
+        )
+        self.authentication_users = AuthenticationUsers(api)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=settings.workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -91,6 +102,10 @@ class Runner:
         self._lock = threading.Lock()
         self._pollers: dict[str, tuple[str, ScaledJobPoller]] = {}
         self._reported_invalid: dict[str, str] = {}
+        self._invalid: dict[str, dict[str, Any]] = {}
+        # ScaledJob events come from the ScaledJob watch and, for re-checks of invalid ones,
+        # from the credential watches; one at a time keeps the poller table consistent.
+        self._events_lock = threading.RLock()
         self._stopped = threading.Event()
 
     # --- life cycle ---
@@ -98,14 +113,17 @@ class Runner:
     def start(self) -> None:
         self.jobs.add_listener(self._on_job)
         self.pods.add_listener(self._on_pod)
-        # Jobs and Pods must be known before the first poll counts them.
-        for cache in (self.jobs, self.pods):
+        self.sources.add_listener(self._on_credentials)
+        # Jobs, Pods and credentials must be known before the first poll uses them.
+        caches: list[WatchCache[Any]] = [self.jobs, self.pods, *self.sources.caches]
+        for cache in caches:
             cache.start()
-        for cache in (self.jobs, self.pods):
+        for cache in caches:
             if not cache.wait_ready(CACHE_READY_SECONDS):
                 raise KubeError(
-                    f"listing {cache.name} did not succeed within "
-                    f"{CACHE_READY_SECONDS}s; check the API server and RBAC"
+                    f"listing {cache.name} did not succeed within {CACHE_READY_SECONDS}s; "
+                    "check the API server, the runner's RBAC and that the jobrunner CRDs "
+                    "are installed"
                 )
         self._reconcile_deleted_jobs()
         self.scheduler.start()
@@ -119,6 +137,8 @@ class Runner:
             )
         where = self.settings.namespace or "all namespaces"
         log.info("runner started, watching ScaledJobs in %s", where)
+        if self.settings.restrict_secret_access:
+            log.info("reading Secrets only from namespace %s", self.settings.runner_namespace)
 
     def wait(self) -> None:
         self._stopped.wait()
@@ -131,7 +151,13 @@ class Runner:
         """Stop polling first, then the watches; a poll in progress finishes."""
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
-        for cache in (self.scaled_jobs, self.jobs, self.pods):
+        stopping: list[WatchCache[Any]] = [
+            self.scaled_jobs,
+            self.jobs,
+            self.pods,
+            *self.sources.caches,
+        ]
+        for cache in stopping:
             cache.stop()
         with self._lock:
             for _, poller in self._pollers.values():
@@ -142,11 +168,28 @@ class Runner:
     # --- ScaledJob events ---
 
     def _on_scaled_job(self, event: str, raw: dict[str, Any], _previous: Any) -> None:
+        with self._events_lock:
+            self._handle_scaled_job(event, raw)
+
+    def _on_credentials(self, _event: str, record: dict[str, Any], _previous: Any) -> None:
+        """Re-check invalid ScaledJobs of the namespace when a credential object changes.
+
+        Valid ScaledJobs need nothing here: each of their polls resolves credentials again.
+        """
+        namespace = record.get("namespace") or (record.get("metadata") or {}).get("namespace")
+        with self._events_lock:
+            for raw in list(self._invalid.values()):
+                if not namespace or raw["metadata"].get("namespace") == namespace:
+                    self._handle_scaled_job("MODIFIED", raw)
+
+    def _handle_scaled_job(self, event: str, raw: dict[str, Any]) -> None:
         metadata = raw["metadata"]
         uid = str(metadata.get("uid", ""))
         if event == "DELETED":
             self._remove(uid)
             self._reported_invalid.pop(uid, None)
+            self._invalid.pop(uid, None)
+            self.authentication_users.remove(uid)
             log.info(
                 "ScaledJob deleted, polling stopped",
                 extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
@@ -159,12 +202,28 @@ class Runner:
             return
         try:
             scaled_job = parse_scaled_job(raw)
-            scalers = build_scalers(scaled_job)
+            trigger_context = TriggerContext(
+                scaled_job=scaled_job,
+                sources=self.sources,
+                cluster_object_namespace=self.settings.cluster_object_namespace,
+            )
+            scalers = build_scalers(trigger_context)
         except InvalidSpecError as error:
             self._remove(uid)
+            self._invalid[uid] = raw
             self._report_invalid(uid, version, metadata, error)
             return
         self._reported_invalid.pop(uid, None)
+        self._invalid.pop(uid, None)
+        self.authentication_users.set(
+            uid,
+            scaled_job.name,
+            [
+                authentication_key(t.authentication_ref, namespace=scaled_job.namespace)
+                for t in scaled_job.triggers
+                if t.authentication_ref is not None
+            ],
+        )
         self._record_scaled_job(scaled_job)
         status = StatusWriter(
             self.api, namespace=scaled_job.namespace, name=scaled_job.name, uid=scaled_job.uid
@@ -176,6 +235,7 @@ class Runner:
             pods=self.pods,
             job_client=self.job_client,
             ledger=self.ledger,
+            trigger_context=trigger_context,
             status=status,
         )
         self._schedule(uid, version, poller)

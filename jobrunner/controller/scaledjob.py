@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from jobrunner.controller.triggers import TriggerScaler, measure_triggers
+from jobrunner.controller.triggers import TriggerContext, TriggerScaler, measure_triggers
 from jobrunner.errors import KubeError, LedgerError
 from jobrunner.kube.cache import WatchCache
 from jobrunner.kube.jobs import JobClient, build_job
@@ -45,8 +45,10 @@ class ScaledJobPoller:
         pods: WatchCache[PodInfo],
         job_client: JobClient,
         ledger: LedgerStore,
+        trigger_context: TriggerContext,
         status: StatusWriter | None = None,
     ) -> None:
+        self.trigger_context = trigger_context
         self.scaled_job = scaled_job
         self.scalers = list(scalers)
         self.jobs = jobs
@@ -67,7 +69,7 @@ class ScaledJobPoller:
             self._write_status(active=False, errors=[], paused=True)
             return None
 
-        reading = measure_triggers(self.scalers, self._log_context)
+        reading = measure_triggers(self.scalers, self.trigger_context, self._log_context)
         counts = count_jobs(
             self.jobs.by_index(scaled_job.key),
             self.pods.by_index,
@@ -221,7 +223,7 @@ class ScaledJobPoller:
 
     def close(self) -> None:
         for item in self.scalers:
-            item.scaler.close()
+            item.close()
 
 
 def summary(job: JobInfo) -> JobSummary:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,13 @@ def start_runner(
 ) -> Iterator[Callable[..., RunnerProcess]]:
     runners: list[RunnerProcess] = []
 
-    def start(namespace: str, *, log_level: str = "INFO", upgrade: bool = True) -> RunnerProcess:
+    def start(
+        namespace: str,
+        *,
+        log_level: str = "INFO",
+        upgrade: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> RunnerProcess:
         database_url = f"sqlite:///{tmp_path / 'ledger.db'}"
         if upgrade:
             subprocess.run(
@@ -116,6 +122,7 @@ def start_runner(
                 database_url,
                 "--kubeconfig",
                 servers.kubeconfig,
+                *extra_args,
             ],
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
