@@ -535,6 +535,93 @@ def history(  # noqa: PLR0917 - click passes every option as an argument
         click.echo(history_table(records))
 
 
+@main.command()
+@click.argument("job")
+@click.option(
+    "--namespace", "-n", default="default", show_default=True, help="The Job's namespace."
+)
+@click.option(
+    "--previous",
+    "-p",
+    is_flag=True,
+    help="Show the log of each container's previous run, as kubectl logs -p does.",
+)
+@click.option(
+    "--tail",
+    "tail_lines",
+    type=click.IntRange(0),
+    default=None,
+    help="Show only this many last lines of each log.",
+)
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster).",
+)
+@database_url_option
+@reports_errors
+def logs(  # noqa: PLR0917 - click passes every option as an argument
+    job: str,
+    namespace: str,
+    previous: bool,
+    tail_lines: int | None,
+    kubeconfig: str | None,
+    database_url: str,
+) -> None:
+    """Print the logs of a Job's pods; when they are gone, what the ledger recorded."""
+    from jobrunner.kube.client import load_api_client
+    from jobrunner.kube.logs import job_exists, job_logs
+
+    api = load_api_client(kubeconfig)
+    found = False
+    if job_exists(api, namespace, job):
+        for entry in job_logs(api, namespace, job, previous=previous, tail_lines=tail_lines):
+            found = True
+            click.echo(
+                f"==> pod {entry.pod}, container {entry.container}"
+                f"{' (previous run)' if entry.previous else ''} <=="
+            )
+            click.echo(entry.text, nl=not entry.text.endswith("\n"))
+    if found:
+        return
+    click.echo(ledger_summary(database_url, namespace, job), err=True)
+    sys.exit(1)
+
+
+def ledger_summary(database_url: str, namespace: str, job: str) -> str:
+    """Describe a Job whose pods are gone from what the ledger recorded of it."""
+    from jobrunner.errors import LedgerError
+    from jobrunner.ledger.records import HistoryFilter
+    from jobrunner.ledger.store import LedgerStore
+
+    gone = f"the pods of Job {namespace}/{job} are gone from the cluster"
+    try:
+        store = LedgerStore.open(database_url)
+    except LedgerError as error:
+        return f"error: {gone}, and the ledger cannot be read: {error}"
+    try:
+        records = store.history(HistoryFilter(namespace=namespace, job_name=job, limit=1))
+    finally:
+        store.close()
+    if not records:
+        return f"error: {gone}, and the ledger has no Job of that name"
+    record = records[0]
+    details = [
+        f"state {record.state}",
+        f"created {_time(record.created_at)}",
+        f"exit code {record.exit_code}" if record.exit_code is not None else "",
+        f"reason {record.reason}" if record.reason else "",
+        f"ran {record.duration_seconds:.1f}s" if record.duration_seconds is not None else "",
+        f"pods {', '.join(record.pods)}" if record.pods else "",
+    ]
+    known = "; ".join(item for item in details if item)
+    return (
+        f"error: {gone}; the ledger recorded: {known}. "
+        f"See jobrunner history -n {namespace} for more."
+    )
+
+
 HISTORY_COLUMNS = (
     "NAMESPACE",
     "SCALEDJOB",

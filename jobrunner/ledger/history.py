@@ -27,6 +27,8 @@ def query_history(session: Session, selection: HistoryFilter) -> list[JobRecord]
         query = query.where(ScaledObjectRow.name == selection.scaled_job)
     if selection.namespace:
         query = query.where(JobRow.namespace == selection.namespace)
+    if selection.job_name:
+        query = query.where(JobRow.name == selection.job_name)
     if selection.states:
         query = query.where(JobRow.state.in_(selection.states))
     if selection.since:

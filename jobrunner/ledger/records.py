@@ -73,6 +73,7 @@ class HistoryFilter:
 
     scaled_job: str | None = None
     namespace: str | None = None
+    job_name: str | None = None
     states: tuple[str, ...] = ()
     since: datetime | None = None
     limit: int = 50
