@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ class KafkaSecurity:
     tls: str
     mtls: str
     sasl_ssl: str
-    credentials: dict[str, Any]
+    # Kept out of the repr, which pytest prints when a test fails.
+    credentials: dict[str, Any] = field(repr=False)
 
     def user(self, sasl: str) -> tuple[str, str]:
         """Return (username, password) of the environment's user for a `sasl` mode."""
