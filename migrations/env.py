@@ -27,9 +27,14 @@ def run_migrations_online() -> None:
     assert url is not None
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        # render_as_batch lets later revisions alter columns on SQLite.
+        # render_as_batch lets later revisions alter columns on SQLite. Alembic compares
+        # column types by default but server defaults only when asked, so `alembic check`
+        # would miss a default that the models and the migrations disagree on.
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            compare_server_default=True,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -1,12 +1,13 @@
 """SQLAlchemy models of the ledger. The schema itself is created by the Alembic migrations.
 
-Times are timezone-aware UTC. Kubernetes uids are the primary keys of scaled objects and Jobs,
-so recording the same object twice updates one row instead of adding a second.
+Times are written and read as timezone-aware UTC (see `UtcDateTime`). Kubernetes uids are the
+primary keys of scaled objects and Jobs, so recording the same object twice updates one row
+instead of adding a second.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -20,13 +21,40 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A `DateTime(timezone=True)` column whose values are converted to UTC both ways.
+
+    SQLite has no time zone type, and SQLAlchemy writes an aware datetime's wall-clock time
+    without its offset, so a value is converted to UTC before it is written. PostgreSQL
+    returns `timestamptz` values in the session's TimeZone setting, so values read back are
+    converted too. Naive datetimes are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return _as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return _as_utc(value)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: JSON,
     }
 

@@ -6,7 +6,8 @@ stops it with the other servers. The server:
 
 - listens on 127.0.0.1:5433 only, plus a Unix socket in the cluster's directory;
 - has the login role `jobrunner` (password `jobrunner`, allowed to create databases, so each
-  test can create and drop its own database) and a database of the same name;
+  test can create and drop its own database, and a member of pg_signal_backend, so it can
+  drop one while an autovacuum worker is in it) and a database of the same name;
 - accepts TCP logins with scram-sha-256 and socket logins without a password, which only the
   cluster's owner and root can reach;
 - runs with fsync, synchronous commit and full-page writes off, which is fast, and safe for
@@ -210,6 +211,9 @@ def create_test_role() -> None:
         f"CREATE ROLE {USER} LOGIN CREATEDB PASSWORD '{PASSWORD}'; "
         "END IF; END $$"
     )
+    # DROP DATABASE ... WITH (FORCE) also ends the autovacuum workers in that database, and
+    # only a superuser or a member of pg_signal_backend may end them.
+    psql(f"GRANT pg_signal_backend TO {USER}")
     if not psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'").strip():
         psql(f"CREATE DATABASE {DATABASE} OWNER {USER}")
 

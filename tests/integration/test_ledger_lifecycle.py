@@ -1,27 +1,18 @@
-"""The ledger's record of a Job's lifecycle: pods, start, exit code, attempts, retention."""
+"""A Job's lifecycle in the ledger on SQLite and on PostgreSQL.
+
+Covers pods, start, exit code, attempts, history filters and retention.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from jobrunner.ledger.records import HistoryFilter, ObservedJob, ObservedPod
-from jobrunner.ledger.schema import upgrade
 from jobrunner.ledger.store import LedgerStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[LedgerStore]:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    ledger = LedgerStore.open(url)
-    yield ledger
-    ledger.close()
 
 
 def job(

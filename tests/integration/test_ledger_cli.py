@@ -1,4 +1,4 @@
-"""Unit tests of the `jobrunner db upgrade` and `jobrunner history` commands on SQLite."""
+"""The `jobrunner db upgrade` and `jobrunner history` commands on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -15,6 +14,7 @@ from jobrunner.cli import main
 from jobrunner.ledger.records import ObservedJob
 from jobrunner.ledger.schema import head_revision, upgrade
 from jobrunner.ledger.store import LedgerStore
+from jobrunner.ledger.urls import redact_url
 
 NOISY_LOGGERS = ("kafka", "kubernetes", "urllib3", "apscheduler", "alembic")
 
@@ -32,11 +32,6 @@ def restore_logging() -> Iterator[None]:
         logging.getLogger(name).setLevel(saved)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
-
-
 def invoke(*arguments: str) -> Result:
     return CliRunner().invoke(main, list(arguments), env={"JOBRUNNER_DATABASE_URL": None})
 
@@ -46,7 +41,7 @@ def test_db_upgrade(database_url: str) -> None:
 
     assert result.exit_code == 0
     assert result.stdout.strip() == (
-        f"ledger at {database_url} is at schema revision {head_revision()}"
+        f"ledger at {redact_url(database_url)} is at schema revision {head_revision()}"
     )
 
 

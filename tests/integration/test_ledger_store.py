@@ -1,37 +1,21 @@
-"""Unit tests of the ledger store on a temporary SQLite file, and of URL redaction."""
+"""The ledger store on SQLite and on PostgreSQL: opening, Job states, decisions, history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from jobrunner.config import RunnerSettings
 from jobrunner.errors import SchemaOutdatedError
 from jobrunner.ledger.models import JobRow, ScalingDecisionRow
 from jobrunner.ledger.records import DecisionInput, HistoryFilter, ObservedJob
 from jobrunner.ledger.schema import upgrade
 from jobrunner.ledger.store import LedgerStore
-from jobrunner.ledger.urls import redact_url
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-SECRET = "s3cret"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[LedgerStore]:
-    upgrade(database_url)
-    ledger = LedgerStore.open(database_url)
-    yield ledger
-    ledger.close()
+# A zone that differs from UTC by a fraction of an hour, as the test PostgreSQL's does.
+INDIA = timezone(timedelta(hours=5, minutes=30))
 
 
 def observed(
@@ -251,50 +235,36 @@ def test_history_record_fields(store: LedgerStore) -> None:
     }
 
 
-# --- secrets in URLs ------------------------------------------------------------------------
+def test_history_times_in_utc(store: LedgerStore) -> None:
+    finished = CREATED + timedelta(minutes=5)
+    store.observe_job(
+        observed(
+            state="succeeded",
+            created_at=CREATED.astimezone(INDIA),
+            finished_at=finished.astimezone(INDIA),
+        )
+    )
+
+    (record,) = store.history()
+
+    assert record.created_at == CREATED
+    assert record.created_at.utcoffset() == timedelta(0)
+    assert record.finished_at == finished
+    assert record.as_dict()["finishedAt"] == "2026-01-02T03:09:05+00:00"
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("since", "expected"),
     [
-        pytest.param(
-            "postgresql+psycopg://u:s3cret@h/db", "postgresql+psycopg://u:***@h/db", id="password"
-        ),
-        pytest.param(
-            "postgresql+psycopg://u:s3cret@h:5432/db?sslmode=require",
-            "postgresql+psycopg://u:***@h:5432/db?sslmode=require",
-            id="password-with-port-and-query",
-        ),
-        pytest.param(
-            "postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db", id="no-password"
-        ),
-        pytest.param("sqlite:///var/lib/ledger.db", "sqlite:///var/lib/ledger.db", id="sqlite"),
-        pytest.param("not a URL s3cret", "<unparseable database URL>", id="unparseable"),
+        pytest.param(CREATED - timedelta(minutes=1), ["orders-abcde"], id="before"),
+        pytest.param(CREATED + timedelta(minutes=1), [], id="after"),
     ],
 )
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
+def test_history_since_with_offset(
+    store: LedgerStore, since: datetime, expected: list[str]
+) -> None:
+    store.observe_job(observed())
 
+    records = store.history(HistoryFilter(since=since.astimezone(INDIA)))
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        pytest.param(
-            "postgresql+psycopg://u:s3cret@h:port/db",
-            id="non-numeric-port",
-        ),
-        pytest.param(
-            "postgresql+psycopg://u@h/db?password=s3cret",
-            id="password-query-parameter",
-        ),
-    ],
-)
-def test_redact_url_hides_password(url: str) -> None:
-    assert SECRET not in redact_url(url)
-
-
-def test_runner_settings_repr_hides_password() -> None:
-    settings = RunnerSettings(database_url="postgresql+psycopg://u:s3cret@h/db")
-
-    assert SECRET not in repr(settings)
-    assert "postgresql+psycopg://u:***@h/db" in repr(settings)
+    assert [record.name for record in records] == expected
