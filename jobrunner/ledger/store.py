@@ -138,7 +138,9 @@ class LedgerStore:
                 .where(ScalingDecisionRow.id == decision_id)
                 .values(jobs_created=len(jobs))
             )
-            for job in jobs:
+            # Rows are written in uid order, so two calls that record the same new Jobs take
+            # their row locks in one order and do not deadlock each other on PostgreSQL.
+            for job in sorted(jobs, key=lambda job: job.uid):
                 _insert_job(session, job, decision_id=decision_id)
                 session.execute(
                     update(JobRow)
@@ -281,8 +283,13 @@ def _insert_job(session: Session, job: ObservedJob, *, decision_id: int | None) 
 
 
 def _refresh_job(session: Session, job_uid: str) -> None:
-    """Derive a Job's start, exit code, attempts and duration from its pods and its finish."""
-    job = session.get(JobRow, job_uid)
+    """Derive a Job's start, exit code, attempts and duration from its pods and its finish.
+
+    The Job's row is locked first (FOR UPDATE, which SQLite ignores because it locks the whole
+    database for a write). A second writer's refresh of the same Job then waits and reads the
+    pods after this transaction commits, so neither overwrites the Job with fewer pods.
+    """
+    job = session.get(JobRow, job_uid, with_for_update=True)
     if job is None:
         return
     pods = list(session.scalars(select(JobPodRow).where(JobPodRow.job_uid == job_uid)))
