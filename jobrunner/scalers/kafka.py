@@ -799,9 +799,9 @@ class KafkaAdminPool:
     """One admin client per (bootstrap servers, credentials), shared by every trigger.
 
     The pool lock guards only the entry table. Each entry has its own lock, held while its
-    client is built, so an unreachable broker blocks only the triggers that name it. For
-    `timeout_seconds` after a failed build, calls for that entry fail at once instead of
-    each waiting for the bootstrap timeout again.
+    client is built, so an unreachable broker blocks only the triggers that name it. A
+    failed build raises ScalerError. For `timeout_seconds` after it, calls for that entry
+    fail at once with the same message instead of each waiting for the bootstrap timeout.
 
     Calls on a shared client are not serialised: kafka-python 3.0.12 runs a client's I/O
     on its own thread and documents its blocking calls as safe from several threads. A
@@ -821,7 +821,10 @@ class KafkaAdminPool:
         self._entries: dict[PoolKey, _PoolEntry] = {}
 
     def call(self, settings: KafkaSettings, action: Callable[[Any], T]) -> T:
-        """Run `action` with the shared client of these settings, building it if needed."""
+        """Run `action` with the shared client of these settings, building it if needed.
+
+        Raise ScalerError when the client cannot be built, and whatever `action` raises.
+        """
         key = pool_key(settings)
         client = self._client(key, settings)
         try:
@@ -840,19 +843,13 @@ class KafkaAdminPool:
             if entry.failed_at is not None:
                 elapsed = self._clock() - entry.failed_at
                 if elapsed < settings.timeout_seconds:
-                    # The message stays the same from poll to poll, so the controller can
-                    # tell a repeated failure from a new one.
-                    raise ScalerError(
-                        f"cannot connect to Kafka at {servers}: the last attempt failed "
-                        f"({entry.failure}); retrying at most every "
-                        f"{settings.timeout_seconds:g}s"
-                    )
+                    raise ScalerError(_connect_failure(servers, entry.failure, settings))
             try:
                 entry.client = self._factory(settings)
             except (KafkaError, ScalerError) as error:
                 entry.failed_at = self._clock()
                 entry.failure = describe_kafka_error(error, settings.auth)
-                raise
+                raise ScalerError(_connect_failure(servers, entry.failure, settings)) from None
             entry.failed_at = None
             log.info("connected a shared Kafka admin client", extra=context(broker=servers))
             return entry.client
@@ -883,6 +880,15 @@ class KafkaAdminPool:
         for entry in entries:
             if entry.client is not None:
                 entry.client.close()
+
+
+def _connect_failure(servers: str, failure: str, settings: KafkaSettings) -> str:
+    # The failed attempt and the polls that fail fast after it get the same message, so the
+    # controller logs a failure once instead of each time the pool tries again.
+    return (
+        f"cannot connect to Kafka at {servers}: {failure}; retrying at most every "
+        f"{settings.timeout_seconds:g}s"
+    )
 
 
 DEFAULT_POOL = KafkaAdminPool()

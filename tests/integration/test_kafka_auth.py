@@ -242,8 +242,8 @@ def test_repeated_failure_hides_password(
         scaler.pool.close()
 
     assert "authentication failed" in str(first.value)
-    assert "the last attempt failed" in str(second.value)
-    assert "authentication failed" in str(second.value)
+    # The poll that fails fast repeats the message, so the runner logs the failure once.
+    assert str(second.value) == str(first.value)
     for message in (str(first.value), str(second.value)):
         assert password not in message
         assert username not in message

@@ -150,7 +150,7 @@ def test_failed_build_fails_fast_until_retry() -> None:
     clock = FakeClock()
     pool = KafkaAdminPool(client_factory=factory, clock=clock)
 
-    with pytest.raises(KafkaTimeoutError):
+    with pytest.raises(ScalerError) as first:
         client_of(pool, SETTINGS)
     clock.now += SETTINGS.timeout_seconds - 1
     with pytest.raises(ScalerError) as caught:
@@ -159,6 +159,8 @@ def test_failed_build_fails_fast_until_retry() -> None:
     clock.now += 1
     client = client_of(pool, SETTINGS)
 
+    assert len(factory.built) == 1
+    assert str(caught.value) == str(first.value), "a repeated failure has the same message"
     assert "a:9092,b:9092" in str(caught.value)
     assert "Unable to bootstrap" in str(caught.value)
     assert "retrying at most every" in str(caught.value)
