@@ -534,7 +534,8 @@ def kafka_started() -> bool:
 
 def start_kafka(ctx: Context) -> None:
     """Start the broker with its PLAINTEXT, SASL and TLS listeners (see kafka_security.py)."""
-    if pid_of("kafka") is not None and kafka_started():
+    # A broker started before the SASL and TLS listeners existed is restarted with them.
+    if pid_of("kafka") is not None and kafka_started() and kafka_security.listeners_open():
         progress("kafka: already running")
         return
     stop("kafka")

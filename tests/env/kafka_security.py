@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,17 @@ def create_scram_users(java: list[str]) -> None:
         raise env.StepFailed("kafka scram users: ScramUsers.java failed:\n  " + "\n  ".join(output))
     names = ", ".join(user["username"] for user in scram_users.values())
     env.progress(f"kafka: SCRAM users {names} are set")
+
+
+def listeners_open() -> bool:
+    """Check that the broker accepts TCP connections on every SASL and TLS port."""
+    for port in (SASL_PORT, TLS_PORT, MTLS_PORT, SASL_SSL_PORT):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+        except OSError:
+            return False
+    return True
 
 
 def env_values() -> dict[str, str]:
