@@ -33,7 +33,9 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.net.connection import KafkaConnection
 from kafka.structs import OffsetAndMetadata
 
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaScaler, KafkaSettings
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool
+from jobrunner.scalers.kafka_settings import KafkaSettings
 
 MESSAGES_PER_PARTITION = 3
 COMMITTED_OFFSET = 1

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from jobrunner.errors import ScalerError
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaScaler, parse_kafka_settings
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool
+from jobrunner.scalers.kafka_settings import parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 from tests.integration.kafka_auth_support import (
     KafkaSecurity,

@@ -19,7 +19,9 @@ from kafka.structs import OffsetAndMetadata
 
 from jobrunner.errors import ScalerError
 from jobrunner.scalers.base import Measurement
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaScaler, parse_kafka_settings
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool
+from jobrunner.scalers.kafka_settings import parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 from tests.integration.support import ServerEnv, Topic
 

@@ -33,7 +33,9 @@ from jobrunner.resources.auth import (
     parse_trigger_authentication,
 )
 from jobrunner.resources.scaledjob import AuthenticationRef
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaScaler, parse_kafka_settings
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool
+from jobrunner.scalers.kafka_settings import parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 from tests.integration.kafka_auth_support import KafkaSecurity, ScramUsers, load_kafka_security
 from tests.integration.support import (

@@ -18,14 +18,12 @@ import pytest
 from kafka.errors import KafkaError
 
 from jobrunner.errors import InvalidSpecError, ScalerError
-from jobrunner.scalers.kafka import (
+from jobrunner.scalers.kafka_client import (
     ClientCredentialsTokenProvider,
-    KafkaAuth,
-    KafkaSettings,
     admin_client_config,
     build_ssl_context,
-    parse_kafka_settings,
 )
+from jobrunner.scalers.kafka_settings import KafkaAuth, KafkaSettings, parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 
 SUBJECT = "ScaledJob default/orders"

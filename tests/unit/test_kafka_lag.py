@@ -8,13 +8,8 @@ import pytest
 from kafka import TopicPartition
 
 from jobrunner.errors import ScalerError
-from jobrunner.scalers.kafka import (
-    NO_OFFSET,
-    KafkaSettings,
-    LagResult,
-    compute_lag,
-    even_distribution_factor,
-)
+from jobrunner.scalers.kafka import NO_OFFSET, LagResult, compute_lag, even_distribution_factor
+from jobrunner.scalers.kafka_settings import KafkaSettings
 
 TOPIC = "orders"
 

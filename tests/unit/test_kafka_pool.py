@@ -10,7 +10,8 @@ import pytest
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from jobrunner.errors import ScalerError
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaAuth, KafkaSettings, pool_key
+from jobrunner.scalers.kafka_client import KafkaAdminPool, pool_key
+from jobrunner.scalers.kafka_settings import KafkaAuth, KafkaSettings
 
 SETTINGS = KafkaSettings(bootstrap_servers=("a:9092", "b:9092"), consumer_group="workers")
 WAIT_SECONDS = 5

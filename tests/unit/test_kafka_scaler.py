@@ -13,7 +13,9 @@ from kafka.structs import OffsetAndMetadata, OffsetAndTimestamp
 
 from jobrunner.errors import ScalerError
 from jobrunner.scalers import kafka
-from jobrunner.scalers.kafka import KafkaAdminPool, KafkaScaler, KafkaSettings
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool
+from jobrunner.scalers.kafka_settings import KafkaSettings
 
 GROUP = "workers"
 

@@ -10,14 +10,9 @@ import pytest
 from kafka.errors import KafkaError
 
 from jobrunner.errors import InvalidSpecError, ScalerError
-from jobrunner.scalers.kafka import (
-    KafkaAdminPool,
-    KafkaScaler,
-    KafkaSettings,
-    admin_client_config,
-    parse_kafka_settings,
-    pool_key,
-)
+from jobrunner.scalers.kafka import KafkaScaler
+from jobrunner.scalers.kafka_client import KafkaAdminPool, admin_client_config, pool_key
+from jobrunner.scalers.kafka_settings import KafkaSettings, parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 
 SECRET = "fixture-secret-7Hq2xv"

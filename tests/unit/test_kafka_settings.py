@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from jobrunner.errors import InvalidSpecError
-from jobrunner.scalers.kafka import KafkaAuth, KafkaSettings, parse_kafka_settings
+from jobrunner.scalers.kafka_settings import KafkaAuth, KafkaSettings, parse_kafka_settings
 from jobrunner.scalers.metadata import TriggerInput
 
 SUBJECT = "ScaledJob default/orders"
