@@ -37,7 +37,12 @@ from jobrunner.resources.documents import (
     index_documents,
     load_documents,
 )
-from jobrunner.resources.scaledjob import ScaledJob, Trigger, parse_scaled_job
+from jobrunner.resources.scaledjob import (
+    ScaledJob,
+    Trigger,
+    api_server_problems,
+    parse_scaled_job,
+)
 from jobrunner.scalers import Thresholds, TriggerInput, scaler_class, trigger_thresholds
 
 
@@ -97,7 +102,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def check_files(paths: Sequence[str], *, cluster_object_namespace: str) -> ManifestCheck:
+def check_files(
+    paths: Sequence[str], *, cluster_object_namespace: str, api_server_rules: bool = True
+) -> ManifestCheck:
     """Read and check every document of `paths`. An unreadable file is a problem too."""
     documents: list[Document] = []
     skipped: list[str] = []
@@ -119,6 +126,13 @@ def check_files(paths: Sequence[str], *, cluster_object_namespace: str) -> Manif
         check_scaled_job(document, manifests, cluster_object_namespace=cluster_object_namespace)
         for document in manifests.of_kind("ScaledJob")
     ]
+    for checked in scaled_jobs:
+        # `plan` passes api_server_rules=False to explain the arithmetic KEDA applies to
+        # such specs; `validate` reports what the API server would reject.
+        if api_server_rules and checked.scaled_job is not None:
+            problems.extend(
+                checked.document.problem(p) for p in api_server_problems(checked.scaled_job)
+            )
     for checked in scaled_jobs:
         problems.extend(checked.problems)
     # Group the problems by file, in the order the files were given, then by line.

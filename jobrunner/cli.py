@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Bounds of the retention options: a century of days, and what a 64-bit row count holds.
+MAX_DAYS = 36_500.0
+MAX_JOBS = 2**62
+
 database_url_option = click.option(
     "--database-url",
     envvar="JOBRUNNER_DATABASE_URL",
@@ -118,14 +122,14 @@ def main(log_level: str, log_format: str, debug: bool) -> None:
     "--retention-days",
     envvar="JOBRUNNER_RETENTION_DAYS",
     default=None,
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, max=MAX_DAYS, min_open=True),
     help="Delete ledger rows of Jobs created more than this many days ago (default: keep all).",
 )
 @click.option(
     "--retention-max-jobs",
     envvar="JOBRUNNER_RETENTION_MAX_JOBS",
     default=None,
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_JOBS),
     help="Keep at most this many Jobs in the ledger, deleting the oldest (default: no limit).",
 )
 @click.option(
@@ -292,7 +296,9 @@ def plan(
             f"--pending {pending} is greater than --running {running}; --running counts "
             "every unfinished Job, pending ones included"
         )
-    check = check_files(files, cluster_object_namespace=cluster_object_namespace)
+    check = check_files(
+        files, cluster_object_namespace=cluster_object_namespace, api_server_rules=False
+    )
     checked = _pick_scaled_job(check.scaled_jobs, scaled_job_name)
     # Problems of other ScaledJobs in the files do not affect this one.
     problems = [
@@ -427,12 +433,15 @@ def upgrade(database_url: str) -> None:
 @database_url_option
 @click.option(
     "--older-than-days",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, max=MAX_DAYS, min_open=True),
     default=None,
     help="Delete Jobs created more than this many days ago.",
 )
 @click.option(
-    "--max-jobs", type=click.IntRange(1), default=None, help="Keep only this many newest Jobs."
+    "--max-jobs",
+    type=click.IntRange(1, MAX_JOBS),
+    default=None,
+    help="Keep only this many newest Jobs.",
 )
 @reports_errors
 def prune(database_url: str, older_than_days: float | None, max_jobs: int | None) -> None:
@@ -622,6 +631,21 @@ def ledger_summary(database_url: str, namespace: str, job: str) -> str:
     )
 
 
+HISTORY_CSV_FIELDS = [
+    "uid",
+    "namespace",
+    "name",
+    "scaledJob",
+    "state",
+    "createdAt",
+    "startedAt",
+    "finishedAt",
+    "durationSeconds",
+    "exitCode",
+    "reason",
+    "attempts",
+    "pods",
+]
 HISTORY_COLUMNS = (
     "NAMESPACE",
     "SCALEDJOB",
@@ -653,7 +677,7 @@ def history_table(records: Sequence[Any]) -> str:
 
 def history_csv(records: Sequence[Any]) -> str:
     buffer = io.StringIO()
-    fields = list(records[0].as_dict()) if records else ["uid"]
+    fields = list(records[0].as_dict()) if records else HISTORY_CSV_FIELDS
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:
@@ -668,7 +692,12 @@ def parse_since(text: str) -> datetime:
     match = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if match:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+        try:
+            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+        except (OverflowError, ValueError):
+            raise click.BadParameter(
+                "that reaches back before year 1; give a shorter duration", param_hint="--since"
+            ) from None
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

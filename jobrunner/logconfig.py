@@ -41,9 +41,16 @@ def configure_logging(*, level: str = "INFO", log_format: str = "text") -> None:
     # Client libraries log each failed connection attempt, some at ERROR, on every poll. The
     # runner reports those failures itself, once, so their logs show only at DEBUG.
     library_level = logging.WARNING if root.level <= logging.DEBUG else logging.CRITICAL
+    # httpx logs every request at INFO with its full URL, which can carry a password, so it
+    # is held to WARNING even at DEBUG.
     for noisy in ("kafka", "kubernetes", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(library_level)
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    for quiet in ("httpx", "httpcore"):
+        logging.getLogger(quiet).setLevel(max(library_level, logging.WARNING))
+    # APScheduler warns whenever a poll is skipped because the previous one still runs. With
+    # coalescing that is the intended behaviour for a slow broker, and the trigger's own
+    # failure is already logged, so only its errors are shown.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
 
 
 def context(**values: Any) -> dict[str, Any]:

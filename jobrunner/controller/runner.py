@@ -36,6 +36,7 @@ from jobrunner.kube.status import (
     invalid_condition,
     paused_condition,
 )
+from jobrunner.ledger.records import ObservedJob
 from jobrunner.ledger.store import LedgerStore
 from jobrunner.logconfig import context
 from jobrunner.resources.auth import authentication_key
@@ -44,6 +45,7 @@ from jobrunner.resources.scaledjob import KIND, ScaledJob, parse_scaled_job
 log = logging.getLogger(__name__)
 
 CACHE_READY_SECONDS = 60
+LEDGER_CATCH_UP_SECONDS = 15
 
 
 def slim_scaled_job(raw: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +109,10 @@ class Runner:
         # from the credential watches; one at a time keeps the poller table consistent.
         self._events_lock = threading.RLock()
         self._stopped = threading.Event()
+        # Set when a Job or Pod event could not be written to the ledger; a periodic job then
+        # writes every cached Job and Pod again, so an outage loses no state change.
+        self._ledger_behind = threading.Event()
+        self._unwritten_jobs: dict[str, ObservedJob] = {}
 
     # --- life cycle ---
 
@@ -128,6 +134,13 @@ class Runner:
         self._reconcile_deleted_jobs()
         self.scheduler.start()
         self._schedule_retention()
+        self.scheduler.add_job(
+            self._catch_up_ledger,
+            "interval",
+            seconds=LEDGER_CATCH_UP_SECONDS,
+            id="ledger-catch-up",
+            name="ledger catch-up",
+        )
         self.scaled_jobs.add_listener(self._on_scaled_job)
         self.scaled_jobs.start()
         if not self.scaled_jobs.wait_ready(CACHE_READY_SECONDS):
@@ -377,12 +390,55 @@ class Runner:
         try:
             self.ledger.observe_pod(observed_pod(pod))
         except LedgerError as error:
-            log.error("%s", error, extra=context(namespace=pod.namespace, job=pod.job_name))
+            self._ledger_behind.set()
+            log.error(
+                "%s; retrying from the cache",
+                error,
+                extra=context(namespace=pod.namespace, job=pod.job_name),
+            )
+
+    def _catch_up_ledger(self) -> None:
+        """Write every cached Job and Pod again after a failed ledger write."""
+        if not self._ledger_behind.is_set():
+            return
+        self._ledger_behind.clear()
+        with self._lock:
+            unwritten, self._unwritten_jobs = self._unwritten_jobs, {}
+        jobs, pods = self.jobs.values(), self.pods.values()
+        try:
+            for observed in unwritten.values():
+                self.ledger.observe_job(observed)
+            for job in jobs:
+                if job.owner_uid:
+                    self.ledger.observe_job(observed_job(job))
+            for pod in pods:
+                if pod.uid and pod.job_uid:
+                    self.ledger.observe_pod(observed_pod(pod))
+        except LedgerError as error:
+            with self._lock:
+                self._unwritten_jobs = {**unwritten, **self._unwritten_jobs}
+            self._ledger_behind.set()
+            log.warning(
+                "the ledger is still unavailable, retrying in %ds: %s",
+                LEDGER_CATCH_UP_SECONDS,
+                error,
+            )
+            return
+        log.info("the ledger caught up with %d Jobs and %d pods", len(jobs), len(pods))
 
     def _on_job(self, event: str, job: JobInfo, _previous: Any) -> None:
         if not job.owner_uid:
             return
+        observed = observed_job(job, deleted=event == "DELETED")
         try:
-            self.ledger.observe_job(observed_job(job, deleted=event == "DELETED"))
+            self.ledger.observe_job(observed)
         except LedgerError as error:
-            log.error("%s", error, extra=context(namespace=job.namespace, job=job.name))
+            # A deleted Job is no longer in the cache, so keep its last state for the retry.
+            with self._lock:
+                self._unwritten_jobs[job.uid] = observed
+            self._ledger_behind.set()
+            log.error(
+                "%s; retrying from the cache",
+                error,
+                extra=context(namespace=job.namespace, job=job.name),
+            )

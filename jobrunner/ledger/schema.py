@@ -17,6 +17,19 @@ from jobrunner.ledger.urls import redact_url
 UPGRADE_HINT = "run `jobrunner db upgrade` with the same --database-url"
 
 
+def describe_database_error(error: SQLAlchemyError) -> str:
+    """Name the error and the driver's first line, such as `connection refused`.
+
+    Drivers do not put passwords in these messages, but statements can carry values, so only
+    the first line is kept and the statement SQLAlchemy appends is left out.
+    """
+    original = getattr(error, "orig", None)
+    if original is None:
+        return type(error).__name__
+    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return f"{type(original).__name__}: {first_line[:300]}" if first_line else type(error).__name__
+
+
 def migrations_dir() -> Path:
     """The Alembic script directory: inside the installed wheel, or the source checkout's."""
     package = Path(__file__).resolve().parent.parent
@@ -48,7 +61,7 @@ def current_revision(engine: Engine) -> str | None:
     except SQLAlchemyError as error:
         raise LedgerError(
             f"cannot read the schema revision of {redact_url(str(engine.url))}: "
-            f"{type(error).__name__}"
+            f"{describe_database_error(error)}"
         ) from error
 
 
@@ -72,8 +85,12 @@ def upgrade(url: str, revision: str = "head") -> None:
         command.upgrade(alembic_config(url), revision)
     except SQLAlchemyError as error:
         raise LedgerError(
-            f"upgrading the ledger at {redact_url(url)} failed: {type(error).__name__}: "
-            f"{error.__class__.__doc__ or ''}".strip()
+            f"upgrading the ledger at {redact_url(url)} failed: {describe_database_error(error)}"
+        ) from error
+    except (ImportError, ValueError) as error:
+        raise LedgerError(
+            f"invalid database URL {redact_url(url)}: {type(error).__name__}; "
+            "give sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
         ) from error
 
 

@@ -28,7 +28,7 @@ from jobrunner.ledger.records import (
     ObservedJob,
     ObservedPod,
 )
-from jobrunner.ledger.schema import check_schema
+from jobrunner.ledger.schema import check_schema, describe_database_error
 from jobrunner.ledger.urls import redact_url
 
 
@@ -80,7 +80,7 @@ class LedgerStore:
         except SQLAlchemyError as error:
             raise LedgerError(
                 f"ledger {action} failed on {redact_url(str(self.engine.url))}: "
-                f"{type(error).__name__}"
+                f"{describe_database_error(error)}"
             ) from error
 
     def record_scaled_object(

@@ -31,6 +31,8 @@ STRATEGIES = ("default", "custom", "accurate", "eager")
 ROLLOUT_STRATEGIES = ("default", "gradual", "immediate")
 PROPAGATION_POLICIES = ("background", "foreground")
 CALCULATIONS = ("max", "min", "avg", "sum")
+JOB_RESTART_POLICIES = ("OnFailure", "Never")
+INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,18 @@ class ScaledJob:
         return False
 
 
+def api_server_problems(scaled_job: ScaledJob) -> list[FieldProblem]:
+    """Problems the CRD's CEL rules reject at apply time that parsing alone accepts.
+
+    KEDA clamps minReplicaCount above maxReplicaCount, so the arithmetic handles it, but
+    jobrunner's CRD rejects it; `jobrunner validate` reports it as the API server would.
+    """
+    low, high = scaled_job.min_replica_count, scaled_job.max_replica_count
+    if low is not None and high is not None and low > high:
+        return [FieldProblem("spec.minReplicaCount", "must not exceed maxReplicaCount")]
+    return []
+
+
 def parse_scaled_job(obj: Mapping[str, Any]) -> ScaledJob:
     """Parse a ScaledJob object; raise InvalidSpecError listing every invalid field."""
     metadata = obj.get("metadata") or {}
@@ -134,6 +148,15 @@ def parse_scaled_job(obj: Mapping[str, Any]) -> ScaledJob:
     if not isinstance(template, Mapping) or not isinstance(template.get("template"), Mapping):
         problems.append(FieldProblem("spec.jobTargetRef.template", "missing; give a pod template"))
         template = {}
+    pod_spec = (template.get("template") or {}).get("spec") or {}
+    policy = pod_spec.get("restartPolicy") if isinstance(pod_spec, Mapping) else None
+    if policy and policy not in JOB_RESTART_POLICIES:
+        problems.append(
+            FieldProblem(
+                "spec.jobTargetRef.template.spec.restartPolicy",
+                "must be OnFailure or Never for a Job (empty means OnFailure)",
+            )
+        )
     scaled_job = ScaledJob(
         namespace=namespace,
         name=name,
@@ -178,6 +201,11 @@ class _SpecReader:
             return None
         if value < minimum:
             self.problems.append(FieldProblem(f"{self.prefix}.{key}", f"must be >= {minimum}"))
+            return None
+        if value > INT32_MAX:
+            self.problems.append(
+                FieldProblem(f"{self.prefix}.{key}", f"must be <= {INT32_MAX} (a 32-bit integer)")
+            )
             return None
         return value
 

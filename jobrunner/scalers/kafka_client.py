@@ -476,23 +476,38 @@ class KafkaAdminPool:
     def _client(self, key: PoolKey, settings: KafkaSettings) -> Any:
         with self._lock:
             entry = self._entries.setdefault(key, _PoolEntry())
-        with entry.lock:
+        servers = ",".join(settings.bootstrap_servers)
+        # While one trigger builds the client, the others fail at once instead of waiting:
+        # a broker that does not answer would otherwise hold a poll worker per trigger for
+        # the whole bootstrap timeout and starve healthy ScaledJobs of workers.
+        if not entry.lock.acquire(blocking=False):
             if entry.client is not None:
                 return entry.client
-            servers = ",".join(settings.bootstrap_servers)
-            if entry.failed_at is not None:
-                elapsed = self._clock() - entry.failed_at
-                if elapsed < settings.timeout_seconds:
-                    raise ScalerError(_connect_failure(servers, entry.failure, settings))
-            try:
-                entry.client = self._factory(settings)
-            except (KafkaError, ScalerError) as error:
-                entry.failed_at = self._clock()
-                entry.failure = describe_kafka_error(error, settings.auth)
-                raise ScalerError(_connect_failure(servers, entry.failure, settings)) from None
-            entry.failed_at = None
-            log.info("connected a shared Kafka admin client", extra=context(broker=servers))
+            if entry.failure:
+                raise ScalerError(_connect_failure(servers, entry.failure, settings))
+            raise ScalerError(f"still connecting to Kafka at {servers}; retrying on the next poll")
+        try:
+            return self._build(entry, servers, settings)
+        finally:
+            entry.lock.release()
+
+    def _build(self, entry: _PoolEntry, servers: str, settings: KafkaSettings) -> Any:
+        """Return the entry's client, building it unless a recent build failed (lock held)."""
+        if entry.client is not None:
             return entry.client
+        if entry.failed_at is not None:
+            elapsed = self._clock() - entry.failed_at
+            if elapsed < settings.timeout_seconds:
+                raise ScalerError(_connect_failure(servers, entry.failure, settings))
+        try:
+            entry.client = self._factory(settings)
+        except (KafkaError, ScalerError) as error:
+            entry.failed_at = self._clock()
+            entry.failure = describe_kafka_error(error, settings.auth)
+            raise ScalerError(_connect_failure(servers, entry.failure, settings)) from None
+        entry.failed_at = None
+        log.info("connected a shared Kafka admin client", extra=context(broker=servers))
+        return entry.client
 
     def _discard(self, key: PoolKey, client: Any) -> None:
         with self._lock:

@@ -28,6 +28,9 @@ PASSWORD_MODES = ("plaintext", "scram_sha256", "scram_sha512")
 _VERSION_BEFORE_1 = re.compile(r"0\.[0-9]+\.[0-9]+\.[0-9]+")
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _INT32_MAX = 2**31 - 1
+# partitionLimitation expands to a list of partition numbers; this bounds its size. Topics
+# with more partitions than this are far beyond what Kafka clusters run.
+MAX_LIMITED_PARTITIONS = 100_000
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -141,7 +144,9 @@ def _parse_partition_limitation(reader: MetadataReader, topic: str) -> tuple[int
 
     Items and range ends are JSON integers, so `+5` and `010` are invalid.
     NOTE: a range that ends below its start is rejected here. KEDA accepts it and adds no
-    partition, which leaves `5-3` alone meaning every partition.
+    partition, which leaves `5-3` alone meaning every partition. More than
+    MAX_LIMITED_PARTITIONS partitions in all are rejected too, because the list is expanded
+    in memory (KEDA expands it as well, without a bound).
     """
     text = reader.string("partitionLimitation")
     if not text or not topic:
@@ -152,6 +157,13 @@ def _parse_partition_limitation(reader: MetadataReader, topic: str) -> tuple[int
         if len(bounds) > 2 or -1 in bounds or bounds[0] > bounds[-1]:
             reader.problem(
                 "partitionLimitation", "must list partition numbers or ranges such as 1,2,10-20"
+            )
+            return ()
+        if bounds[-1] - bounds[0] + 1 + len(partitions) > MAX_LIMITED_PARTITIONS:
+            reader.problem(
+                "partitionLimitation",
+                f"names more than {MAX_LIMITED_PARTITIONS} partitions; list only partitions "
+                "the topic has",
             )
             return ()
         partitions.update(range(bounds[0], bounds[-1] + 1))

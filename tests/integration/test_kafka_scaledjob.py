@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -215,3 +216,40 @@ def test_kill_mid_burst_then_restart(servers: ServerEnv, api, namespace, make_to
         names = [name for (name,) in connection.execute(select(JobRow.name))]
     engine.dispose()
     assert len(names) == len(set(names)), "a Job was recorded twice"
+
+
+def test_ledger_outage_loses_nothing(servers: ServerEnv, api, namespace, make_topic, start_runner):
+    topic = make_topic(2)
+    runner = start_runner(namespace)
+    apply(servers, namespace, scaled_job_manifest("outage", topic, max_replicas=2))
+    topic.produce(40)
+    wait_for(lambda: len(ledger_states(runner)) == 2, timeout=20, what="2 recorded Jobs")
+    names = sorted(ledger_states(runner))
+
+    # Lock the SQLite ledger longer than the runner's busy timeout while both Jobs finish.
+    lock = sqlite3.connect(runner.database_url.removeprefix("sqlite:///"), timeout=1)
+    lock.execute("BEGIN EXCLUSIVE")
+    release_pods(api, namespace, names)
+    wait_for(
+        lambda: all(
+            j.status.succeeded
+            for j in jobs_of(api, namespace, "outage")
+            if j.metadata.name in names
+        ),
+        timeout=20,
+        what="the Jobs to complete during the outage",
+    )
+    # The Jobs' own state changes must fail to be written too, not only their pods'.
+    wait_for(
+        lambda: "update of a Job's state failed" in runner.log(),
+        timeout=30,
+        what="a failed write of a Job's state",
+    )
+    lock.rollback()
+    lock.close()
+
+    wait_for(
+        lambda: all(ledger_states(runner).get(n) == "succeeded" for n in names),
+        timeout=40,
+        what="the ledger to record the final states after the outage",
+    )

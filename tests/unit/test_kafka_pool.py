@@ -127,10 +127,14 @@ def test_concurrent_callers_build_once() -> None:
     pool = KafkaAdminPool(client_factory=factory)
     barrier = threading.Barrier(10)
     results: list[Any] = []
+    refused: list[str] = []
 
     def call() -> None:
         barrier.wait(WAIT_SECONDS)
-        results.append(client_of(pool, SETTINGS))
+        try:
+            results.append(client_of(pool, SETTINGS))
+        except ScalerError as error:
+            refused.append(str(error))
 
     threads = [threading.Thread(target=call) for _ in range(10)]
     for thread in threads:
@@ -138,8 +142,31 @@ def test_concurrent_callers_build_once() -> None:
     for thread in threads:
         thread.join(WAIT_SECONDS)
 
-    assert len(results) == 10
+    assert len(results) + len(refused) == 10
     assert len(factory.built) == 1
+    assert all("still connecting" in message for message in refused)
+
+
+def test_callers_do_not_wait_for_a_slow_build() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def factory(settings: KafkaSettings) -> FakeClient:
+        started.set()
+        release.wait(WAIT_SECONDS)
+        return FakeClient(settings)
+
+    pool = KafkaAdminPool(client_factory=factory)
+    builder = threading.Thread(target=client_of, args=(pool, SETTINGS))
+    builder.start()
+    assert started.wait(WAIT_SECONDS)
+    with pytest.raises(ScalerError) as caught:
+        client_of(pool, SETTINGS)
+    release.set()
+    builder.join(WAIT_SECONDS)
+
+    assert "still connecting to Kafka" in str(caught.value)
+    assert client_of(pool, SETTINGS) is not None
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -488,3 +488,20 @@ def test_version_invalid(text: str) -> None:
     assert problems_of(error) == {
         f"{PREFIX}.version": "must be a Kafka version such as 2.8.1, or 0.10.2.0 before Kafka 1.0"
     }
+
+
+def test_partition_limitation_too_large() -> None:
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_kafka_settings(
+            TriggerInput(
+                subject="ScaledJob shop/orders",
+                path="spec.triggers[0]",
+                metadata={
+                    "bootstrapServers": "b:9092",
+                    "consumerGroup": "g",
+                    "topic": "t",
+                    "partitionLimitation": "1-999999999",
+                },
+            )
+        )
+    assert "names more than 100000 partitions" in str(caught.value)
