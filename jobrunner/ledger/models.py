@@ -131,6 +131,8 @@ class JobRow(Base):
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_object_created", "scaled_object_uid", "created_at"),
         Index("ix_jobs_state_finished", "state", "finished_at"),
+        # Covers per-ScaledJob reports over finished Jobs: success rates, run-time percentiles.
+        Index("ix_jobs_state_object_duration", "state", "scaled_object_uid", "duration_seconds"),
     )
 
 

@@ -169,3 +169,16 @@ def test_upgrade_after_downgrade_keeps_jobs(database_url: str) -> None:
     assert record.started_at is None
     assert record.attempts == 0
     assert record.pods == ()
+
+
+def test_downgrade_from_head_keeps_data(database_url: str) -> None:
+    upgrade(database_url)
+    record_finished_job(database_url)
+    before = fetch_rows(database_url, "SELECT uid, attempts, exit_code FROM jobs")
+
+    # The newest revision only adds an index, so one step down and back keeps every column.
+    downgrade(database_url, "-1")
+    upgrade(database_url)
+
+    assert before == [("uid-job", 1, 0)]
+    assert fetch_rows(database_url, "SELECT uid, attempts, exit_code FROM jobs") == before
