@@ -299,6 +299,13 @@ def plan(
     check = check_files(
         files, cluster_object_namespace=cluster_object_namespace, api_server_rules=False
     )
+    # A file that cannot be read or parsed explains a missing ScaledJob better than
+    # "no ScaledJob", so those problems come first.
+    file_problems = [p for p in check.problems if not p.subject]
+    if not check.scaled_jobs and file_problems:
+        for problem in file_problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
     checked = _pick_scaled_job(check.scaled_jobs, scaled_job_name)
     # Problems of other ScaledJobs in the files do not affect this one.
     problems = [

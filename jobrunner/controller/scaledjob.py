@@ -19,6 +19,7 @@ from jobrunner.kube.records import JobInfo, PodInfo, job_info
 from jobrunner.kube.status import (
     StatusWriter,
     active_condition,
+    job_create_failed_condition,
     paused_condition,
     ready_condition,
 )
@@ -57,6 +58,9 @@ class ScaledJobPoller:
         self.ledger = ledger
         self.status = status
         self._was_active: bool | None = None
+        self._last_errors: set[str] = set()
+        # Why this poll created no Job at all although it wanted some, for the Ready condition.
+        self._creation_failure = ""
         self._rolled_out = False
         self._log_context = context(namespace=scaled_job.namespace, scaled_job=scaled_job.name)
 
@@ -94,6 +98,8 @@ class ScaledJobPoller:
             extra=self._log_context,
         )
         self._report_activity(decision.active)
+        self._report_trigger_errors(reading.errors)
+        self._creation_failure = ""
         if decision.jobs_to_create > 0:
             self._create_jobs(decision, reading.values)
         self._write_status(active=decision.active, errors=reading.errors, paused=False)
@@ -140,6 +146,8 @@ class ScaledJobPoller:
         self._report_created(len(created), decision.jobs_to_create, failure)
 
     def _report_created(self, created: int, requested: int, failure: str) -> None:
+        if created == 0 and requested > 0 and failure:
+            self._creation_failure = failure
         if created == requested:
             self._event("JobsCreated", f"Created {created} Job{'s' if created != 1 else ''}")
             return
@@ -192,15 +200,23 @@ class ScaledJobPoller:
                 self._event("ScaledJobInactive", "No trigger is active")
         self._was_active = active
 
+    def _report_trigger_errors(self, errors: list[str]) -> None:
+        """Record a Warning Event for each trigger failure that is new since the last poll."""
+        for message in errors:
+            if message not in self._last_errors:
+                self._event("TriggerError", message, warning=True)
+        self._last_errors = set(errors)
+
     def _write_status(self, *, active: bool, errors: list[str], paused: bool) -> None:
         if self.status is None:
             return
         scaled_job = self.scaled_job
-        conditions = [
-            ready_condition(errors=errors, active=active, trigger_count=len(self.scalers)),
-            active_condition(active),
-            paused_condition(paused),
-        ]
+        ready = ready_condition(errors=errors, active=active, trigger_count=len(self.scalers))
+        if self._creation_failure and ready.status == "True":
+            # The triggers work but the API server rejects every Job: the ScaledJob is not
+            # doing its work, so Ready says so rather than the Events alone.
+            ready = job_create_failed_condition(self._creation_failure)
+        conditions = [ready, active_condition(active), paused_condition(paused)]
         try:
             self.status.update(
                 conditions,

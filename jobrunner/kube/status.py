@@ -46,6 +46,10 @@ def ready_condition(*, errors: Sequence[str], active: bool, trigger_count: int) 
     return Condition("Ready", "False", "TriggerError", message)
 
 
+def job_create_failed_condition(message: str) -> Condition:
+    return Condition("Ready", "False", "JobCreateFailed", message)
+
+
 def invalid_condition(message: str) -> Condition:
     return Condition("Ready", "False", "ScaledJobCheckFailed", message)
 

@@ -297,3 +297,57 @@ def test_backlog_creates_jobs(
     assert stays(lambda: len(jobs_of(api, namespace, "backlog")) == 3, seconds=3.5)
     assert len(unfinished(jobs_of(api, namespace, "backlog"))) == 3
     assert runner.alive()
+
+
+def test_token_from_secret_drives_runner(
+    servers: ServerEnv,
+    api: client.ApiClient,
+    namespace: str,
+    make_pulsar_topic: MakeTopic,
+    pulsar: PulsarEnv,
+    start_runner: Callable[..., Any],
+) -> None:
+    topic = token_topic(make_pulsar_topic, pulsar)
+    core = client.CoreV1Api(api)
+    wrong_token = token_signed_with_another_key("jobrunner-admin")
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "pulsar-token"}, "stringData": {"token": wrong_token}}
+    )
+    apply(
+        servers,
+        namespace,
+        {
+            "apiVersion": "jobrunner.dev/v1alpha1",
+            "kind": "TriggerAuthentication",
+            "metadata": {"name": "pulsar-auth"},
+            "spec": {
+                "secretTargetRef": [
+                    {"parameter": "bearerToken", "name": "pulsar-token", "key": "token"}
+                ]
+            },
+        },
+    )
+    manifest = pulsar_scaled_job("tokened", topic, max_replicas=2)
+    trigger = manifest["spec"]["triggers"][0]
+    trigger["metadata"]["authModes"] = "bearer"
+    trigger["authenticationRef"] = {"name": "pulsar-auth"}
+    runner = start_runner(namespace)
+    apply(servers, namespace, manifest)
+
+    # The wrong token is rejected: no Jobs, and Ready=False says why.
+    wait_for(lambda: "HTTP 401" in runner.log(), timeout=30, what="a rejected token")
+    assert jobs_of(api, namespace, "tokened") == []
+    assert wrong_token not in runner.log()
+
+    # The right token, put in the same Secret, is used from a later poll on.
+    core.replace_namespaced_secret(
+        "pulsar-token",
+        namespace,
+        {"metadata": {"name": "pulsar-token"}, "stringData": {"token": pulsar.token_auth.token}},
+    )
+    wait_for(
+        lambda: len(jobs_of(api, namespace, "tokened")) == 1,
+        timeout=30,
+        what="a Job once the Secret holds the right token",
+    )
+    assert pulsar.token_auth.token not in runner.log()

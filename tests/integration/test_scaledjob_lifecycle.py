@@ -180,6 +180,36 @@ def test_trigger_error_sets_ready_false(
     ready = condition(scaled_job_status(api, namespace, "broken"), "Ready")
     assert ready["reason"] == "TriggerError"
     assert "127.0.0.1:1" in ready["message"]
+    wait_for(
+        lambda: events(api, namespace, "TriggerError"), timeout=10, what="a TriggerError Event"
+    )
+    assert "127.0.0.1:1" in events(api, namespace, "TriggerError")[0]
+
+
+def test_rejected_job_template_sets_ready_false(
+    servers: ServerEnv, api, namespace, make_topic, start_runner
+):
+    topic = make_topic(1)
+    start_runner(namespace)
+    manifest = scaled_job_manifest("rejected-template", topic, max_replicas=1)
+    # The API server rejects container names that are not DNS labels when the Job is created.
+    container = manifest["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0]
+    container["name"] = "Not_A_Label"
+    apply(servers, namespace, manifest)
+    topic.produce(10)
+
+    wait_for(
+        lambda: (
+            condition(scaled_job_status(api, namespace, "rejected-template"), "Ready").get("reason")
+            == "JobCreateFailed"
+        ),
+        timeout=30,
+        what="Ready=False with reason JobCreateFailed",
+    )
+    ready = condition(scaled_job_status(api, namespace, "rejected-template"), "Ready")
+    assert ready["status"] == "False"
+    assert "HTTP 422" in ready["message"]
+    assert jobs_of(api, namespace, "rejected-template") == []
 
 
 def test_invalid_spec_sets_check_failed(

@@ -906,3 +906,19 @@ def test_kafka_thresholds_from_settings() -> None:
 
     assert thresholds.target == 25.0
     assert thresholds.activation == 3.0
+
+
+def test_plan_missing_file_names_it(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    result = invoke(missing, "--queue-length", "0=1")
+    assert result.exit_code == 1
+    assert f"error: {missing}: cannot read the file" in result.output
+    assert "define no ScaledJob" not in result.output
+
+
+def test_plan_invalid_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("apiVersion: v1\nkind: [\n")
+    result = invoke(str(path), "--queue-length", "0=1")
+    assert result.exit_code == 1
+    assert "invalid YAML" in result.output
