@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from jobrunner.ledger.models import JobPodRow, JobRow, ScaledObjectRow, ScalingDecisionRow
+from jobrunner.ledger.models import (
+    JobPodRow,
+    JobRow,
+    ScaledObjectRow,
+    ScalingDecisionRow,
+    as_utc,
+    utc,
+)
 from jobrunner.ledger.records import HistoryFilter, JobRecord
 
 # Rows deleted per statement, so pruning a large ledger never holds one huge transaction's
@@ -41,10 +48,10 @@ def query_history(session: Session, selection: HistoryFilter) -> list[JobRecord]
             namespace=job.namespace,
             name=job.name,
             scaled_job=owner,
-            created_at=_aware(job.created_at),
+            created_at=utc(job.created_at),
             state=job.state,
-            started_at=_aware_or_none(job.started_at),
-            finished_at=_aware_or_none(job.finished_at),
+            started_at=as_utc(job.started_at),
+            finished_at=as_utc(job.finished_at),
             duration_seconds=job.duration_seconds,
             exit_code=job.exit_code,
             reason=job.reason or "",
@@ -96,14 +103,6 @@ def _prune_decisions(session: Session, older_than: datetime | None) -> None:
     session.execute(
         delete(ScalingDecisionRow).where(
             ScalingDecisionRow.id.not_in(still_used),
-            ScalingDecisionRow.decided_at < max(_aware(c) for c in cutoffs),
+            ScalingDecisionRow.decided_at < max(utc(c) for c in cutoffs),
         )
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware_or_none(value: datetime | None) -> datetime | None:
-    return _aware(value) if value is not None else None

@@ -40,16 +40,20 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return _as_utc(value)
+        return as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return _as_utc(value)
+        return as_utc(value)
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
+def utc(value: datetime) -> datetime:
+    """Return `value` in UTC; a naive value is taken to be in UTC already."""
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Return `value` in UTC, or None for None."""
+    return None if value is None else utc(value)
 
 
 class Base(DeclarativeBase):

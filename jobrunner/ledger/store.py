@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobrunner.errors import LedgerError
 from jobrunner.ledger.history import prune_rows, query_history
-from jobrunner.ledger.models import JobPodRow, JobRow, ScaledObjectRow, ScalingDecisionRow
+from jobrunner.ledger.models import JobPodRow, JobRow, ScaledObjectRow, ScalingDecisionRow, utc
 from jobrunner.ledger.records import (
     KEPT_STATES,
     DecisionInput,
@@ -293,10 +293,10 @@ def _refresh_job(session: Session, job_uid: str) -> None:
     if job is None:
         return
     pods = list(session.scalars(select(JobPodRow).where(JobPodRow.job_uid == job_uid)))
-    starts = [aware(p.started_at) for p in pods if p.started_at is not None]
+    starts = [utc(p.started_at) for p in pods if p.started_at is not None]
     finished = sorted(
         (p for p in pods if p.finished_at is not None and p.exit_code is not None),
-        key=lambda p: aware(p.finished_at),  # type: ignore[arg-type]
+        key=lambda p: utc(p.finished_at),  # type: ignore[arg-type]
     )
     if pods:
         job.attempts = len(pods) + sum(p.restarts for p in pods)
@@ -305,10 +305,5 @@ def _refresh_job(session: Session, job_uid: str) -> None:
     if finished:
         job.exit_code = finished[-1].exit_code
     if job.finished_at is not None and job.started_at is not None:
-        duration = (aware(job.finished_at) - aware(job.started_at)).total_seconds()
+        duration = (utc(job.finished_at) - utc(job.started_at)).total_seconds()
         job.duration_seconds = max(duration, 0.0)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; the ledger stores UTC, so attach it."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
