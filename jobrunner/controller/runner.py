@@ -105,11 +105,12 @@ class Runner:
         self._pollers: dict[str, tuple[str, ScaledJobPoller]] = {}
         self._reported_invalid: dict[str, str] = {}
         self._invalid: dict[str, dict[str, Any]] = {}
-        # ScaledJob events come from the ScaledJob watch and, for re-checks of invalid ones,
-        # from the credential watches; one at a time keeps the poller table consistent.
+        # ScaledJob events come from the ScaledJob watch, and re-checks of invalid ones come
+        # from the credential watches. Handling one at a time keeps the poller table
+        # consistent.
         self._events_lock = threading.RLock()
         self._stopped = threading.Event()
-        # Set when a Job or Pod event could not be written to the ledger; a periodic job then
+        # Set when a Job or Pod event could not be written to the ledger. A periodic job then
         # writes every cached Job and Pod again, so an outage loses no state change.
         self._ledger_behind = threading.Event()
         self._unwritten_jobs: dict[str, ObservedJob] = {}
@@ -196,31 +197,22 @@ class Runner:
                     self._handle_scaled_job("MODIFIED", raw)
 
     def _handle_scaled_job(self, event: str, raw: dict[str, Any]) -> None:
+        """Start, replace or stop the poller of one ScaledJob after a watch event."""
         metadata = raw["metadata"]
         uid = str(metadata.get("uid", ""))
         if event == "DELETED":
-            self._remove(uid)
-            self._reported_invalid.pop(uid, None)
-            self._invalid.pop(uid, None)
-            self.authentication_users.remove(uid)
-            log.info(
-                "ScaledJob deleted, polling stopped",
-                extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
-            )
+            self._forget(uid, metadata)
             return
+
+        # Status writes do not change the fingerprint, so they cause no rebuild.
         version = fingerprint(raw)
         with self._lock:
             current = self._pollers.get(uid)
         if current is not None and current[0] == version:
             return
+
         try:
-            scaled_job = parse_scaled_job(raw)
-            trigger_context = TriggerContext(
-                scaled_job=scaled_job,
-                sources=self.sources,
-                cluster_object_namespace=self.settings.cluster_object_namespace,
-            )
-            scalers = build_scalers(trigger_context)
+            poller = self._build_poller(raw)
         except InvalidSpecError as error:
             self._remove(uid)
             self._invalid[uid] = raw
@@ -228,8 +220,30 @@ class Runner:
             return
         self._reported_invalid.pop(uid, None)
         self._invalid.pop(uid, None)
+        self._schedule(uid, version, poller)
+
+    def _forget(self, uid: str, metadata: dict[str, Any]) -> None:
+        self._remove(uid)
+        self._reported_invalid.pop(uid, None)
+        self._invalid.pop(uid, None)
+        self.authentication_users.remove(uid)
+        log.info(
+            "ScaledJob deleted, polling stopped",
+            extra=context(namespace=metadata.get("namespace"), scaled_job=metadata.get("name")),
+        )
+
+    def _build_poller(self, raw: dict[str, Any]) -> ScaledJobPoller:
+        """Parse a ScaledJob and build its poller; raise InvalidSpecError for a bad spec."""
+        scaled_job = parse_scaled_job(raw)
+        trigger_context = TriggerContext(
+            scaled_job=scaled_job,
+            sources=self.sources,
+            cluster_object_namespace=self.settings.cluster_object_namespace,
+        )
+        scalers = build_scalers(trigger_context)
+
         self.authentication_users.set(
-            uid,
+            scaled_job.uid,
             scaled_job.name,
             [
                 authentication_key(t.authentication_ref, namespace=scaled_job.namespace)
@@ -241,7 +255,7 @@ class Runner:
         status = StatusWriter(
             self.api, namespace=scaled_job.namespace, name=scaled_job.name, uid=scaled_job.uid
         )
-        poller = ScaledJobPoller(
+        return ScaledJobPoller(
             scaled_job,
             scalers,
             jobs=self.jobs,
@@ -251,7 +265,6 @@ class Runner:
             trigger_context=trigger_context,
             status=status,
         )
-        self._schedule(uid, version, poller)
 
     def _schedule(self, uid: str, version: str, poller: ScaledJobPoller) -> None:
         scaled_job = poller.scaled_job

@@ -18,7 +18,7 @@ StrategyFunction = Callable[[int, int, int, int, int], tuple[int, int]]
 
 
 def effective_min_replicas(min_count: int | None, max_count: int | None) -> int:
-    """The lower bound: `min`, or `max` when `min > max`, or 0 when `min` is unset."""
+    """Return the lower bound: `min`, or `max` when `min > max`, or 0 when `min` is unset."""
     if min_count is None:
         return 0
     if max_count is not None and min_count > max_count:
@@ -27,7 +27,7 @@ def effective_min_replicas(min_count: int | None, max_count: int | None) -> int:
 
 
 def effective_max_replicas(min_count: int | None, max_count: int | None) -> int:
-    """The bound the strategies use: `max - min`, or `max` when `min > max`, 100 when unset.
+    """Return the bound the strategies use: `max - min`, `max` when `min > max`, or 100.
 
     When `max` is unset the default of 100 is returned without subtracting `min`, as KEDA does.
     """
@@ -42,7 +42,7 @@ def effective_max_replicas(min_count: int | None, max_count: int | None) -> int:
 
 @dataclass(frozen=True)
 class TriggerValue:
-    """What one trigger reported on this poll: its queue length, target and activity."""
+    """One trigger's report on this poll: its queue length, target and activity."""
 
     label: str
     queue_length: float
