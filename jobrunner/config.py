@@ -13,7 +13,7 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 
 
 def detect_runner_namespace() -> str:
-    """The namespace of the runner's pod when in a cluster, else `jobrunner`."""
+    """Return the namespace of the runner's pod when in a cluster, else `jobrunner`."""
     try:
         return SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() or DEFAULT_RUNNER_NAMESPACE
     except OSError:

@@ -214,7 +214,7 @@ class ScaledJobPoller:
         ready = ready_condition(errors=errors, active=active, trigger_count=len(self.scalers))
         if self._creation_failure and ready.status == "True":
             # The triggers work but the API server rejects every Job: the ScaledJob is not
-            # doing its work, so Ready says so rather than the Events alone.
+            # doing its work, so the Ready condition reports it, not only the Events.
             ready = job_create_failed_condition(self._creation_failure)
         conditions = [ready, active_condition(active), paused_condition(paused)]
         try:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class Sources(Protocol):
-    """Where credentials come from; `jobrunner.kube.sources.CredentialSources` in the runner."""
+    """Source of credentials; `jobrunner.kube.sources.CredentialSources` in the runner."""
 
     def secret(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
     def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
@@ -69,7 +69,7 @@ class TriggerScaler:
 
 @dataclass(frozen=True)
 class TriggerContext:
-    """What resolving a trigger's inputs needs besides the trigger itself."""
+    """Inputs of trigger resolution besides the trigger itself."""
 
     scaled_job: ScaledJob
     sources: Sources

@@ -150,7 +150,7 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo | None:
 
 
 def _main_container_status(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The status of the pod's first container, which runs the Job's work."""
+    """Return the status of the pod's first container, which runs the Job's work."""
     containers = (raw.get("spec") or {}).get("containers") or []
     statuses: dict[Any, Mapping[str, Any]] = {
         s.get("name"): s for s in (raw.get("status") or {}).get("containerStatuses") or []

@@ -152,7 +152,7 @@ class StatusWriter:
             self._last_active_written = now
 
     def event(self, *, reason: str, message: str, warning: bool = False) -> None:
-        """Record a Kubernetes Event on the ScaledJob; a failure is logged, never raised."""
+        """Record a Kubernetes Event on the ScaledJob; API and network failures are only logged."""
         now = datetime.now(UTC)
         body = {
             "metadata": {

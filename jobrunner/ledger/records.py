@@ -1,4 +1,4 @@
-"""What the ledger stores and returns, as plain frozen dataclasses (no ORM state)."""
+"""Records the ledger stores and returns, as plain frozen dataclasses (no ORM state)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class DecisionInput:
 
 @dataclass(frozen=True)
 class HistoryFilter:
-    """Which Jobs `history` returns; every field left at its default matches every Job."""
+    """Selection of the Jobs `history` returns; a field left at its default matches every Job."""
 
     scaled_job: str | None = None
     namespace: str | None = None

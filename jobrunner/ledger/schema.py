@@ -31,7 +31,7 @@ def describe_database_error(error: SQLAlchemyError) -> str:
 
 
 def migrations_dir() -> Path:
-    """The Alembic script directory: inside the installed wheel, or the source checkout's."""
+    """Return the Alembic script directory: inside the installed wheel, or the source checkout's."""
     package = Path(__file__).resolve().parent.parent
     for candidate in (package / "_migrations", package.parent / "migrations"):
         if (candidate / "env.py").exists():

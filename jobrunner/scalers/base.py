@@ -22,7 +22,7 @@ class Measurement:
 
     `activation_value` is what is compared with the activation threshold; for Kafka it is the
     uncapped lag, which can differ from `queue_length`. `details` holds per-source numbers
-    (per-partition lag, for example) for logs and the ledger; it never holds credentials.
+    (per-partition lag, for example) for logs and the ledger, and never credentials.
     """
 
     queue_length: float

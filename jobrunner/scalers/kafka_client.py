@@ -478,7 +478,7 @@ class KafkaAdminPool:
             entry = self._entries.setdefault(key, _PoolEntry())
         servers = ",".join(settings.bootstrap_servers)
         # While one trigger builds the client, the others fail at once instead of waiting:
-        # a broker that does not answer would otherwise hold a poll worker per trigger for
+        # a broker that does not respond would otherwise hold a poll worker per trigger for
         # the whole bootstrap timeout and starve healthy ScaledJobs of workers.
         if not entry.lock.acquire(blocking=False):
             if entry.client is not None:

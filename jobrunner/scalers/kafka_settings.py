@@ -12,9 +12,9 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
-from jobrunner.scalers.metadata import MetadataReader, TriggerInput
+from jobrunner.scalers.metadata import MetadataReader, TriggerInput, masked_repr
 
 SASL_MECHANISMS = {
     "plaintext": "PLAIN",
@@ -58,12 +58,7 @@ class KafkaAuth:
     oauth_extensions: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
-        parts = [f"sasl={self.sasl!r}", f"tls={self.tls}", f"unsafe_ssl={self.unsafe_ssl}"]
-        for item in fields(self):
-            if item.name not in ("sasl", "tls", "unsafe_ssl"):
-                state = "<set>" if getattr(self, item.name) else "<unset>"
-                parts.append(f"{item.name}={state}")
-        return f"KafkaAuth({', '.join(parts)})"
+        return masked_repr(self, shown=("sasl", "tls", "unsafe_ssl"))
 
     def credential_values(self) -> list[str]:
         """List the credential values, for scrubbing them out of third-party messages."""

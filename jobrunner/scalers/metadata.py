@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from jobrunner.errors import FieldProblem, InvalidSpecError
 
@@ -166,3 +167,17 @@ def parse_json_number(text: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def masked_repr(settings: Any, *, shown: Sequence[str]) -> str:
+    """Build a dataclass's repr showing the `shown` fields and only whether the others are set.
+
+    Auth settings use it, so a credential never reaches a repr, a log line or a traceback.
+    """
+    parts = [f"{name}={getattr(settings, name)!r}" for name in shown]
+    parts += [
+        f"{item.name}={'<set>' if getattr(settings, item.name) else '<unset>'}"
+        for item in fields(settings)
+        if item.name not in shown
+    ]
+    return f"{type(settings).__name__}({', '.join(parts)})"

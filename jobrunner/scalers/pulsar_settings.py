@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import ssl
 import urllib.parse
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
-from jobrunner.scalers.metadata import MetadataReader, TriggerInput
+from jobrunner.scalers.metadata import MetadataReader, TriggerInput, masked_repr
 
 AUTH_MODES = ("apiKey", "basic", "tls", "bearer", "custom", "oauth")
 # KEDA allows at most one of these, since each sets the Authorization header.
@@ -45,12 +45,7 @@ class PulsarAuth:
     endpoint_params: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __repr__(self) -> str:
-        described = [f"modes={self.modes!r}"]
-        for item in fields(self):
-            if item.name != "modes":
-                state = "<set>" if getattr(self, item.name) else "<unset>"
-                described.append(f"{item.name}={state}")
-        return f"PulsarAuth({', '.join(described)})"
+        return masked_repr(self, shown=("modes",))
 
     def enabled(self, mode: str) -> bool:
         return mode in self.modes

@@ -12,7 +12,7 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class JobSummary:
-    """What the cleanup rules read of one Job."""
+    """Fields of one Job that the cleanup rules read."""
 
     name: str
     generation: int | None
